@@ -1,0 +1,1 @@
+"""Figures and reports from an xarray Dataset of sweep results."""

@@ -1,0 +1,207 @@
+"""Per-request records and the statistics computed from them.
+
+One flat record per request (as Ciw keeps one per customer); every statistic of a run is
+a pure function of the records, the cluster and the measurement window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+from scipy import stats as sps
+
+from spec import Cluster, DisaggregatedCluster, MonolithicCluster
+
+from .model import StageTimes
+from .requests import Requests
+
+#: Units and meanings of the per-request columns (used for xarray attrs).
+COLUMNS: dict[str, tuple[str, str]] = {
+    "arrival_s": ("s", "arrival time"),
+    "prompt_tokens": ("tokens", "prompt length"),
+    "output_tokens": ("tokens", "output length"),
+    "prefill_wait_s": ("s", "wait for the first pool (mono: a GPU; disagg: a prefill GPU)"),
+    "prefill_s": ("s", "prefill time"),
+    "transfer_s": ("s", "KV-cache transfer time"),
+    "decode_wait_s": ("s", "wait for a decode GPU (0 for mono)"),
+    "decode_s": ("s", "whole decode time"),
+    "ttft_s": ("s", "time to first token"),
+    "e2e_s": ("s", "end-to-end latency"),
+}
+
+
+def quantile_key(q: float, stat: str) -> str:
+    """``p99_ttft_s`` for ``q = 0.99``; ``p99.9_ttft_s`` for ``0.999``."""
+    return f"p{q * 100:g}_{stat}"
+
+
+@dataclass(frozen=True)
+class RequestRecords:
+    """Per-request results of one run (all requests, measured or not).
+
+    ``TTFT = prefill_wait + prefill + transfer + decode_wait + 1 / decode_rate``;
+    ``measured`` marks requests that arrived at or after the warm-up.
+    """
+
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    prefill_wait_s: np.ndarray
+    prefill_s: np.ndarray
+    transfer_s: np.ndarray
+    decode_wait_s: np.ndarray
+    decode_s: np.ndarray
+    ttft_s: np.ndarray
+    e2e_s: np.ndarray
+    prefill_start_s: np.ndarray
+    decode_start_s: np.ndarray
+    measured: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    def select(self, mask: np.ndarray) -> RequestRecords:
+        """The records where ``mask`` holds (``records.select(records.measured)``)."""
+        return RequestRecords(*(getattr(self, f.name)[mask] for f in fields(self)))
+
+    def to_xarray(self):
+        """An ``xarray.Dataset`` over dimension ``request`` with units in attrs."""
+        import xarray as xr
+
+        data = {}
+        for name, (units, long_name) in COLUMNS.items():
+            data[name] = ("request", getattr(self, name), {"units": units,
+                                                          "long_name": long_name})
+        data["measured"] = ("request", self.measured, {"long_name": "arrived after warm-up"})
+        return xr.Dataset(data)
+
+
+def build_records(requests: Requests, cluster: Cluster, times: StageTimes,
+                  warmup_s: float) -> RequestRecords:
+    """Per-request waits, services, TTFT and end-to-end latency from stage entry times."""
+    arr = requests.arrival_s
+    first_token_s = 1.0 / cluster.decode_tokens_per_s
+    prefill = requests.prompt_tokens / cluster.prefill_tokens_per_s
+    decode = requests.output_tokens / cluster.decode_tokens_per_s
+    p_wait = times.prefill_start_s - arr
+    if isinstance(cluster, MonolithicCluster):
+        transfer = np.zeros_like(arr)
+        d_wait = np.zeros_like(arr)
+        d_start = times.prefill_start_s + prefill
+    else:
+        transfer = requests.prompt_tokens * cluster.kv_transfer_s_per_token
+        d_wait = times.decode_start_s - times.decode_ready_s
+        d_start = times.decode_start_s
+    ttft = p_wait + prefill + transfer + d_wait + first_token_s
+    e2e = p_wait + prefill + transfer + d_wait + decode
+    return RequestRecords(arr, requests.prompt_tokens, requests.output_tokens, p_wait, prefill,
+                          transfer, d_wait, decode, ttft, e2e, times.prefill_start_s, d_start,
+                          arr >= warmup_s)
+
+
+def pool_names(cluster: Cluster) -> tuple[str, ...]:
+    """``("gpu",)`` for a monolithic cluster, ``("prefill", "decode")`` for disaggregated."""
+    return ("gpu",) if isinstance(cluster, MonolithicCluster) else ("prefill", "decode")
+
+
+def offered_load(cluster: Cluster, rate_per_s: float, mean_prompt_tokens: float,
+                 mean_output_tokens: float) -> dict[str, float]:
+    """Offered load per pool, ``rho = lam E[S] / c``.
+
+    Monolithic: ``E[S] = E[P]/r_p + E[O]/r_d`` on ``num_gpus``. Disaggregated:
+    ``E[P]/r_p`` on ``prefill_gpus`` and ``E[O]/r_d`` on ``decode_gpus`` (the KV transfer
+    holds no GPU).
+    """
+    es_p = mean_prompt_tokens / cluster.prefill_tokens_per_s
+    es_d = mean_output_tokens / cluster.decode_tokens_per_s
+    if isinstance(cluster, MonolithicCluster):
+        return {"gpu": rate_per_s * (es_p + es_d) / cluster.num_gpus}
+    assert isinstance(cluster, DisaggregatedCluster)
+    return {"prefill": rate_per_s * es_p / cluster.prefill_gpus,
+            "decode": rate_per_s * es_d / cluster.decode_gpus}
+
+
+def _overlap(start: np.ndarray, end: np.ndarray, lo: float, hi: float) -> float:
+    """Total length of ``[start_i, end_i)`` inside ``[lo, hi)``."""
+    return float(np.clip(np.minimum(end, hi) - np.maximum(start, lo), 0.0, None).sum())
+
+
+def _pool_intervals(rec: RequestRecords, cluster: Cluster):
+    """Per pool: servers, waiting intervals and busy intervals."""
+    if isinstance(cluster, MonolithicCluster):
+        end = rec.prefill_start_s + rec.prefill_s + rec.decode_s
+        return {"gpu": (cluster.num_gpus, rec.arrival_s, rec.prefill_start_s,
+                        rec.prefill_start_s, end)}
+    ready = rec.decode_start_s - rec.decode_wait_s
+    return {
+        "prefill": (cluster.prefill_gpus, rec.arrival_s, rec.prefill_start_s,
+                    rec.prefill_start_s, rec.prefill_start_s + rec.prefill_s),
+        "decode": (cluster.decode_gpus, ready, rec.decode_start_s, rec.decode_start_s,
+                   rec.decode_start_s + rec.decode_s),
+    }
+
+
+def summarise(rec: RequestRecords, cluster: Cluster, window_s: tuple[float, float],
+              quantiles: Sequence[float], load: dict[str, float]) -> dict[str, float]:
+    """Summary statistics of one run.
+
+    TTFT, wait and latency statistics are over measured requests (arrival after the
+    warm-up). Utilisation, time-average queue length and throughput are time averages over
+    the window ``[warmup, sim_seconds)``, counting every request present in it:
+    ``utilisation = busy GPU-seconds / (c * window)``,
+    ``mean_queue_len = waiting request-seconds / window``,
+    ``throughput_rps = requests finishing in the window / window``.
+    """
+    lo, hi = window_s
+    span = hi - lo
+    m = rec.select(rec.measured)
+    out: dict[str, float] = {"n_requests": float(len(rec)), "n_measured": float(len(m))}
+    qs = sorted(set(quantiles) | {0.5, 0.9, 0.99})
+
+    def dist(name: str, values: np.ndarray, with_quantiles: Sequence[float]) -> None:
+        if len(values) == 0:
+            out[f"mean_{name}"] = math.nan
+            for q in with_quantiles:
+                out[quantile_key(q, name)] = math.nan
+            return
+        out[f"mean_{name}"] = float(values.mean())
+        for q, v in zip(with_quantiles, np.quantile(values, with_quantiles), strict=True):
+            out[quantile_key(q, name)] = float(v)
+
+    dist("ttft_s", m.ttft_s, qs)
+    out["std_ttft_s"] = float(m.ttft_s.std(ddof=1)) if len(m) > 1 else math.nan
+    out["max_ttft_s"] = float(m.ttft_s.max()) if len(m) else math.nan
+    dist("prefill_wait_s", m.prefill_wait_s, (0.5, 0.99))
+    dist("decode_wait_s", m.decode_wait_s, (0.5, 0.99))
+    dist("e2e_s", m.e2e_s, (0.5, 0.99))
+    out["mean_wait_s"] = float((m.prefill_wait_s + m.decode_wait_s).mean()) if len(m) \
+        else math.nan
+    out["prob_wait_prefill"] = float((m.prefill_wait_s > 0).mean()) if len(m) else math.nan
+    out["prob_wait_decode"] = float((m.decode_wait_s > 0).mean()) if len(m) else math.nan
+    for name in ("prefill_s", "transfer_s", "decode_s"):
+        out[f"mean_{name}"] = float(getattr(m, name).mean()) if len(m) else math.nan
+    finish = rec.arrival_s + rec.e2e_s
+    out["throughput_rps"] = float(np.count_nonzero((finish >= lo) & (finish < hi))) / span
+    for pool, (servers, w0, w1, b0, b1) in _pool_intervals(rec, cluster).items():
+        out[f"utilisation_{pool}"] = _overlap(b0, b1, lo, hi) / (servers * span)
+        out[f"mean_queue_len_{pool}"] = _overlap(w0, w1, lo, hi) / span
+        out[f"offered_load_{pool}"] = float(load[pool])
+    out["stable"] = float(all(v < 1.0 for v in load.values()))
+    return out
+
+
+def confidence_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval for the mean of independent replications.
+
+    ``mean +- t_{(1+confidence)/2, R-1} * s / sqrt(R)``; ``(nan, nan)`` for one replication.
+    """
+    x = np.asarray(samples, dtype=float)
+    r = len(x)
+    mean = float(x.mean())
+    if r < 2 or not np.all(np.isfinite(x)):
+        return (math.nan, math.nan)
+    half = float(sps.t.ppf(0.5 + confidence / 2.0, r - 1) * x.std(ddof=1) / math.sqrt(r))
+    return (mean - half, mean + half)

@@ -1,0 +1,169 @@
+"""Request streams: synthetic Poisson streams from one seed, and traces from files.
+
+Every run, synthetic or trace, goes through a :class:`Requests` value, so both engines
+and both architectures see exactly the same requests (common random numbers).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spec import Workload
+
+# Column names accepted in trace files, first ours then DistServe's.
+_ARRIVAL_KEYS = ("arrival_s", "start_time")
+_PROMPT_KEYS = ("prompt_tokens", "prompt_len")
+_OUTPUT_KEYS = ("output_tokens", "output_len")
+
+
+@dataclass(frozen=True)
+class Requests:
+    """A stream of requests: arrival times (s) and prompt / output token counts.
+
+    Token counts are whole numbers for real workloads; fractional counts are accepted
+    as amounts of work, which lets tests feed exactly exponential service times.
+
+    Raises
+    ------
+    ValueError
+        If the arrays differ in length, an arrival is negative, not finite or earlier
+        than the one before it, or a token count is not a positive finite number.
+    """
+
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+
+    def __post_init__(self) -> None:
+        arrays = {}
+        for name in ("arrival_s", "prompt_tokens", "output_tokens"):
+            a = np.asarray(getattr(self, name), dtype=np.float64)
+            if a.ndim != 1:
+                raise ValueError(f"{name}: must be one-dimensional, got shape {a.shape}")
+            arrays[name] = a
+            object.__setattr__(self, name, a)
+        n = {len(a) for a in arrays.values()}
+        if len(n) != 1:
+            raise ValueError("arrival_s, prompt_tokens and output_tokens must have the same "
+                             f"length, got {[len(a) for a in arrays.values()]}")
+        arr = arrays["arrival_s"]
+        if not np.all(np.isfinite(arr)) or (len(arr) and arr.min() < 0):
+            i = int(np.flatnonzero(~np.isfinite(arr) | (arr < 0))[0])
+            raise ValueError(f"arrival_s[{i}] = {float(arr[i])!r}: must be a finite number >= 0")
+        if len(arr) > 1 and np.any(np.diff(arr) < 0):
+            i = int(np.flatnonzero(np.diff(arr) < 0)[0]) + 1
+            raise ValueError(f"arrival_s[{i}] = {float(arr[i])!r}: must be >= arrival_s[{i - 1}] = "
+                             f"{float(arr[i - 1])!r} (arrivals must be sorted)")
+        for name in ("prompt_tokens", "output_tokens"):
+            a = arrays[name]
+            bad = ~np.isfinite(a) | (a <= 0)
+            if np.any(bad):
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"{name}[{i}] = {float(a[i])!r}: must be a finite number > 0")
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+def spawn_seeds(random_seed: int, replications: int) -> list[np.random.SeedSequence]:
+    """One independent :class:`numpy.random.SeedSequence` per replication.
+
+    ``SeedSequence(random_seed).spawn(replications)``: replication ``k`` gets the same
+    stream whatever the number of replications asked for.
+    """
+    return np.random.SeedSequence(random_seed).spawn(replications)
+
+
+def child_seeds(ss: np.random.SeedSequence, n: int) -> list[np.random.SeedSequence]:
+    """The first ``n`` children of ``ss``, as ``ss.spawn(n)`` would give on a fresh
+    ``ss``, but without mutating it: the same ``ss`` always yields the same streams."""
+    return [np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, i),
+                                   pool_size=ss.pool_size) for i in range(n)]
+
+
+def poisson_arrivals(rng: np.random.Generator, rate_per_s: float,
+                     horizon_s: float) -> np.ndarray:
+    """Arrival times of a Poisson process of ``rate_per_s`` on ``[0, horizon_s)``.
+
+    Exponential gaps are drawn in chunks and accumulated sequentially
+    (``t_i = t_{i-1} + gap_i``, as an event loop would).
+    """
+    mean_n = rate_per_s * horizon_s
+    chunk = int(mean_n + 6.0 * math.sqrt(mean_n) + 16)
+    parts: list[np.ndarray] = []
+    last = 0.0
+    while True:
+        gaps = rng.exponential(1.0 / rate_per_s, chunk)
+        gaps[0] += last
+        t = np.cumsum(gaps)
+        if t[-1] >= horizon_s:
+            parts.append(t[: np.searchsorted(t, horizon_s, side="left")])
+            break
+        parts.append(t)
+        last = float(t[-1])
+        chunk = max(1024, chunk // 4)
+    return np.concatenate(parts)
+
+
+def generate_requests(workload: Workload, sim_seconds: float,
+                      seed: np.random.SeedSequence | int) -> Requests:
+    """A synthetic stream: Poisson arrivals on ``[0, sim_seconds)``, independent tokens.
+
+    ``seed`` spawns three child streams, one each for arrivals, prompt and output
+    lengths, so changing one law never shifts another's draws.
+    """
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    arr_ss, prompt_ss, output_ss = child_seeds(ss, 3)
+    arrivals = poisson_arrivals(np.random.default_rng(arr_ss), workload.arrival_rate_per_s,
+                                sim_seconds)
+    n = len(arrivals)
+    prompt = workload.prompt_tokens.sample(np.random.default_rng(prompt_ss), n)
+    output = workload.output_tokens.sample(np.random.default_rng(output_ss), n)
+    return Requests(arrivals, prompt, output)
+
+
+def _pick(row_keys, wanted: tuple[str, ...], path: str) -> str:
+    for k in wanted:
+        if k in row_keys:
+            return k
+    raise ValueError(f"trace {path!r}: no column {' or '.join(wanted)}")
+
+
+def load_trace(path: str | Path) -> Requests:
+    """Read a trace file: CSV with a header, or JSON.
+
+    Columns ``arrival_s, prompt_tokens, output_tokens``, or DistServe's JSON schema
+    ``[{"start_time": ..., "prompt_len": ..., "output_len": ...}, ...]``. JSON may also be
+    one object of three lists.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"trace = {str(path)!r}: no such file")
+    if p.suffix.lower() == ".json":
+        data = json.loads(p.read_text())
+        if isinstance(data, dict):
+            cols = data
+        elif isinstance(data, list) and data and isinstance(data[0], dict):
+            keys = data[0].keys()
+            names = [_pick(keys, w, str(path)) for w in (_ARRIVAL_KEYS, _PROMPT_KEYS,
+                                                          _OUTPUT_KEYS)]
+            cols = {k: [row[k] for row in data] for k in names}
+        else:
+            raise ValueError(f"trace {str(path)!r}: must be a JSON list of objects "
+                             "or an object of lists")
+    else:
+        with p.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        if not rows:
+            raise ValueError(f"trace {str(path)!r}: no rows")
+        cols = {k: [float(r[k]) for r in rows] for k in rows[0]}
+    a, pr, ou = (_pick(cols.keys(), w, str(path)) for w in (_ARRIVAL_KEYS, _PROMPT_KEYS,
+                                                             _OUTPUT_KEYS))
+    return Requests(np.asarray(cols[a], float), np.asarray(cols[pr], float),
+                    np.asarray(cols[ou], float))

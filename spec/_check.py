@@ -1,0 +1,101 @@
+"""Range checks that raise one clear ``ValueError`` naming the field.
+
+Every message has the same shape, ``"<field> = <value>: must be <range>"``, so a user
+reading it knows which value was wrong and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def show(value: object) -> str:
+    """``repr`` of a value, with numpy scalars shown as plain Python numbers."""
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        return repr(int(value))
+    if isinstance(value, Real) and not isinstance(value, bool):
+        return repr(float(value))
+    return repr(value)
+
+
+def real(field: str, value: object, *, low: float = -math.inf, high: float = math.inf,
+         low_open: bool = False, high_open: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite real number within the range.
+
+    Raises
+    ------
+    ValueError
+        Naming ``field``, the value and the allowed range.
+    """
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    if math.isinf(low) and math.isinf(high):
+        allowed = "a finite number"
+    elif math.isinf(high):
+        allowed = f"{'>' if low_open else '>='} {low:g}"
+    elif math.isinf(low):
+        allowed = f"{'<' if high_open else '<='} {high:g}"
+    else:
+        allowed = f"in {left}{low:g}, {high:g}{right}"
+    if not _is_real(value):
+        raise ValueError(f"{field} = {show(value)}: must be a number {allowed}")
+    x = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(x):
+        raise ValueError(f"{field} = {show(value)}: must be a finite number {allowed}")
+    too_low = x <= low if low_open else x < low
+    too_high = x >= high if high_open else x > high
+    if too_low or too_high:
+        raise ValueError(f"{field} = {show(value)}: must be {allowed}")
+    return x
+
+
+def positive(field: str, value: object) -> float:
+    """A finite number > 0."""
+    return real(field, value, low=0.0, low_open=True)
+
+
+def nonnegative(field: str, value: object) -> float:
+    """A finite number >= 0."""
+    return real(field, value, low=0.0)
+
+
+def whole(field: str, value: object, *, low: int = 1, high: int | None = None) -> int:
+    """Return ``value`` as an int if it is a whole number in ``[low, high]``.
+
+    Floats with an integral value (``4.0``) are accepted; ``4.5``, ``True`` and strings are not.
+    """
+    allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
+    if isinstance(value, bool) or not _is_real(value):
+        raise ValueError(f"{field} = {show(value)}: must be a whole number {allowed}")
+    x = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(x) or x != math.floor(x):
+        raise ValueError(f"{field} = {show(value)}: must be a whole number {allowed}")
+    n = int(value) if isinstance(value, Integral) else int(x)
+    if n < low or (high is not None and n > high):
+        raise ValueError(f"{field} = {show(value)}: must be a whole number {allowed}")
+    return n
+
+
+def choice(field: str, value: object, allowed: tuple[str, ...]) -> str:
+    """A string among ``allowed``."""
+    if value not in allowed:
+        raise ValueError(f"{field} = {show(value)}: must be one of {', '.join(allowed)}")
+    return str(value)
+
+
+def keys(field: str, given: object, allowed: tuple[str, ...]) -> dict:
+    """Refuse a mapping with keys outside ``allowed`` (typos must not be silently ignored)."""
+    if not isinstance(given, dict):
+        raise ValueError(
+            f"{field} = {show(given)}: must be a mapping with keys {', '.join(allowed)}")
+    unknown = sorted(str(k) for k in given if k not in allowed)
+    if unknown:
+        raise ValueError(
+            f"{field}: unknown key(s) {', '.join(unknown)}; allowed keys are {', '.join(allowed)}"
+        )
+    return given

@@ -1,0 +1,236 @@
+"""Token-length distributions: a lognormal, rounded and clipped below.
+
+A token count is ``N = max(min_value, round(X))`` with ``X ~ LogNormal(mu, sigma)``.
+The seed documents give ``X`` in three equivalent ways (``mode``), each converted to
+``(mu, sigma)`` exactly:
+
+``log``
+    ``mean`` is ``mu`` and ``sigma`` is the standard deviation of ``log X``.
+``real_mean_std``
+    ``mean`` and ``std`` of ``X`` in tokens:
+    ``sigma^2 = log(1 + std^2 / mean^2)``, ``mu = log(mean) - sigma^2 / 2``.
+``p50_p90``
+    median and 90th percentile of ``X`` in tokens:
+    ``mu = log(p50)``, ``sigma = (log(p90) - log(p50)) / z_0.9`` with ``z_0.9 = Phi^-1(0.9)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import special
+
+from . import _check
+
+#: The modes a :class:`TokenDist` can be given in, and the fields each one takes.
+MODES: dict[str, tuple[str, ...]] = {
+    "log": ("mean", "sigma"),
+    "real_mean_std": ("mean", "std"),
+    "p50_p90": ("p50", "p90"),
+}
+
+#: ``Phi^-1(0.9)``, the standard normal 90th percentile.
+Z_P90: float = float(special.ndtri(0.9))
+
+# Explicit summation of the pmf stops this many standard deviations (of log X) above mu;
+# past it the tail is added in closed form (lognormal partial moments with Sheppard's
+# correction for the rounding), which is exact to far below double precision there.
+_TAIL_Z = 9.0
+_MAX_TERMS = 4_000_000
+
+
+def _log_params(mode: str, values: dict[str, float | None], name: str) -> tuple[float, float]:
+    """Convert one of the three parameterisations to ``(mu, sigma)`` of ``log X``."""
+    if mode == "log":
+        mu = _check.real(f"{name}.mean", values["mean"])
+        sigma = _check.nonnegative(f"{name}.sigma", values["sigma"])
+        if mu > 25.0:
+            raise ValueError(f"{name}.mean = {mu!r}: must be <= 25 (log of tokens; exp(25) ~ 7e10)")
+        return mu, sigma
+    if mode == "real_mean_std":
+        mean = _check.positive(f"{name}.mean", values["mean"])
+        std = _check.positive(f"{name}.std", values["std"])
+        sigma2 = math.log1p((std / mean) ** 2)
+        return math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)
+    p50 = _check.positive(f"{name}.p50", values["p50"])
+    p90 = _check.positive(f"{name}.p90", values["p90"])
+    if p90 <= p50:
+        raise ValueError(f"{name}.p90 = {p90!r}: must be > {name}.p50 = {p50!r}")
+    return math.log(p50), (math.log(p90) - math.log(p50)) / Z_P90
+
+
+@dataclass(frozen=True)
+class TokenDist:
+    """Distribution of a token count: ``max(min_value, round(X))``, ``X`` lognormal.
+
+    Parameters
+    ----------
+    mode : {"log", "real_mean_std", "p50_p90"}
+        How ``X`` is given (see the module docstring for the exact conversions).
+    mean, sigma : float, optional
+        ``log`` mode: ``mu`` and ``sigma`` of ``log X``; ``sigma = 0`` gives a fixed length.
+        ``real_mean_std`` mode: ``mean`` is the mean of ``X`` in tokens.
+    std : float, optional
+        ``real_mean_std`` mode: standard deviation of ``X`` in tokens (> 0).
+    p50, p90 : float, optional
+        ``p50_p90`` mode: median and 90th percentile of ``X`` in tokens (``p90 > p50 > 0``).
+    min_value : int
+        Smallest token count (>= 1).
+    name : str
+        Field name used in error messages (``prompt_tokens``, ``output_tokens``).
+
+    Examples
+    --------
+    >>> d = TokenDist("real_mean_std", mean=1000.0, std=500.0)
+    >>> round(d.mu, 6), round(d.sigma_log, 6)
+    (6.796184, 0.472381)
+    >>> TokenDist.fixed(512).mean_tokens()
+    512.0
+    """
+
+    mode: str = "log"
+    mean: float | None = None
+    sigma: float | None = None
+    std: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    min_value: int = 1
+    name: str = field(default="tokens", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check.choice(f"{self.name}.mode", self.mode, tuple(MODES))
+        given = {k: getattr(self, k) for k in ("mean", "sigma", "std", "p50", "p90")}
+        wanted = MODES[self.mode]
+        extra = [k for k, v in given.items() if v is not None and k not in wanted]
+        if extra:
+            raise ValueError(
+                f"{self.name}: field(s) {', '.join(extra)} do not apply to mode "
+                f"{self.mode!r}, which takes {' and '.join(wanted)}"
+            )
+        for k in wanted:
+            if given[k] is None:
+                raise ValueError(f"{self.name}.{k} is missing: mode {self.mode!r} takes "
+                                 f"{' and '.join(wanted)}")
+        object.__setattr__(self, "min_value",
+                           _check.whole(f"{self.name}.min_value", self.min_value, low=1))
+        mu, sigma = _log_params(self.mode, given, self.name)
+        object.__setattr__(self, "_mu", mu)
+        object.__setattr__(self, "_sigma", sigma)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def fixed(cls, tokens: int, name: str = "tokens") -> TokenDist:
+        """Every request has exactly ``tokens`` tokens (``log`` mode with ``sigma = 0``)."""
+        n = _check.whole(f"{name}", tokens, low=1)
+        return cls("log", mean=math.log(n), sigma=0.0, min_value=n, name=name)
+
+    @classmethod
+    def lognormal(cls, mu: float, sigma: float, min_value: int = 1,
+                  name: str = "tokens") -> TokenDist:
+        """The seed API's ``(mu, sigma, min)`` triple."""
+        return cls("log", mean=mu, sigma=sigma, min_value=min_value, name=name)
+
+    # ------------------------------------------------------------------ parameters
+    @property
+    def mu(self) -> float:
+        """``mu``: mean of ``log X``."""
+        return self._mu  # type: ignore[attr-defined]
+
+    @property
+    def sigma_log(self) -> float:
+        """``sigma``: standard deviation of ``log X``."""
+        return self._sigma  # type: ignore[attr-defined]
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        """The given fields only (round-trips through :func:`spec.token_dist_from_mapping`)."""
+        out: dict[str, float | int | str] = {"mode": self.mode}
+        out.update({k: getattr(self, k) for k in MODES[self.mode]})
+        out["min_value"] = self.min_value
+        return out
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """Draw ``size`` token counts ``max(min_value, rint(X))`` as int64."""
+        x = rng.lognormal(self.mu, self.sigma_log, size)
+        return np.maximum(self.min_value, np.rint(x)).astype(np.int64)
+
+    # ------------------------------------------------------------------ exact law
+    def _cut(self) -> int:
+        """Last token count summed explicitly by :meth:`pmf` and :meth:`raw_moment`."""
+        top = math.exp(min(self.mu + _TAIL_Z * self.sigma_log, 700.0))
+        return int(min(max(self.min_value, math.ceil(top)), self.min_value + _MAX_TERMS))
+
+    def _sf(self, x: np.ndarray) -> np.ndarray:
+        """``P(X > x)`` for the continuous lognormal, accurate in the upper tail."""
+        with np.errstate(divide="ignore"):
+            z = (np.log(x) - self.mu) / self.sigma_log
+        return special.ndtr(-z)
+
+    def pmf(self) -> tuple[np.ndarray, np.ndarray]:
+        """Exact probabilities of the token counts ``min_value .. K``.
+
+        ``P(N = m) = P(X < m + 1/2)``, ``P(N = k) = P(k - 1/2 <= X < k + 1/2)`` for ``k > m``.
+        ``K`` lies ``9`` sigma above the median (at most four million terms); the mass
+        beyond it (below ``1e-18`` unless the cap binds) is *not* included, so
+        ``probs.sum()`` tells how much is left.
+
+        Returns
+        -------
+        values : ndarray of int64
+        probs : ndarray of float64
+        """
+        m = self.min_value
+        if self.sigma_log == 0.0:
+            n = max(m, int(np.rint(math.exp(self.mu))))
+            return np.array([n], dtype=np.int64), np.array([1.0])
+        k = np.arange(m, self._cut() + 1, dtype=np.int64)
+        upper = self._sf(k + 0.5)
+        lower = np.empty_like(upper)
+        lower[0] = 1.0
+        lower[1:] = upper[:-1]
+        return k, lower - upper
+
+    def raw_moment(self, order: int) -> float:
+        """Exact ``E[N^order]`` for ``order`` in 1..4.
+
+        The pmf is summed explicitly up to ``K`` (see :meth:`pmf`); the tail beyond
+        ``K + 1/2`` uses the lognormal partial moment
+        ``E[X^k; X > a] = exp(k mu + k^2 sigma^2 / 2) Phi((mu + k sigma^2 - log a) / sigma)``
+        with Sheppard's correction ``E[(X + U)^k]``, ``U ~ Uniform(-1/2, 1/2)``, for the
+        rounding, plus the Euler-Maclaurin boundary term ``k a^(k-1) f(a) / 12`` of the cut
+        at ``a``. The tail holds below ``1e-12`` of the moment for ``sigma <= 2``.
+        """
+        order = _check.whole("order", order, low=1, high=4)
+        values, probs = self.pmf()
+        head = float(np.sum(values.astype(np.float64) ** order * probs))
+        if self.sigma_log == 0.0:
+            return head
+        a = float(values[-1]) + 0.5
+
+        def partial(k: int) -> float:
+            if k == 0:
+                return float(self._sf(np.array(a)))
+            s2 = self.sigma_log**2
+            z = (self.mu + k * s2 - math.log(a)) / self.sigma_log
+            return math.exp(k * self.mu + k * k * s2 / 2.0) * float(special.ndtr(z))
+
+        # E[U^2] = 1/12, E[U^4] = 1/80, odd moments vanish.
+        u = {0: 1.0, 2: 1.0 / 12.0, 4: 1.0 / 80.0}
+        tail = sum(math.comb(order, j) * u[j] * partial(order - j)
+                   for j in range(0, order + 1, 2))
+        # Euler-Maclaurin boundary term of the cut at a: + g'(a) f(a) / 12, g(x) = x^order.
+        z = (math.log(a) - self.mu) / self.sigma_log
+        density = math.exp(-0.5 * z * z) / (math.sqrt(2.0 * math.pi) * a * self.sigma_log)
+        tail += order * a ** (order - 1) * density / 12.0
+        return head + tail
+
+    def mean_tokens(self) -> float:
+        """Exact ``E[N]``."""
+        return self.raw_moment(1)
+
+    def var_tokens(self) -> float:
+        """Exact ``Var[N]``."""
+        m1 = self.raw_moment(1)
+        return max(self.raw_moment(2) - m1 * m1, 0.0)

@@ -1,0 +1,115 @@
+"""``python -m simulation``: JSON on stdout, overrides, files, and clean errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+FAST = ["sim_seconds=200", "warmup_seconds=20"]
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "simulation", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_default_prints_json_and_leaves_no_output_folder(tmp_path):
+    proc = run(*FAST, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["mode"] == "mono"
+    s = out["stats"]
+    assert 0 < s["p50_ttft_s"] <= s["p90_ttft_s"] <= s["p99_ttft_s"]
+    assert s["stable"] is True
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overrides_and_dump(tmp_path):
+    dump = tmp_path / "ttft.json"
+    proc = run(*FAST, "mode=disagg", "arrival.rate_per_s=3", f"dump_ttft={dump}")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["config"]["arrival"]["rate_per_s"] == 3.0
+    samples = json.loads(dump.read_text())
+    assert len(samples) == out["stats"]["n_measured"]
+    assert min(samples) > 0
+
+
+def test_both_compares_on_same_requests():
+    proc = run(*FAST, "mode=both", "replications=2")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["mono"]["n_requests"] == out["disagg"]["n_requests"]
+    rd = out["relative_difference"]["mean_ttft_s"]
+    expected = out["disagg"]["mean_ttft_s"] / out["mono"]["mean_ttft_s"] - 1
+    assert rd == pytest.approx(expected, rel=1e-12)
+    assert "mean_ttft_s_ci_low" in out["mono"]
+
+
+def test_config_file_with_override():
+    proc = run("config=examples/p50_p90.yaml", "sim_seconds=200", "warmup_seconds=20",
+               "arrival.rate_per_s=1.5")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["mode"] == "disagg"
+    assert out["config"]["prompt_tokens"] == {"mode": "p50_p90", "p50": 400, "p90": 1500,
+                                              "min_value": 8}
+    assert out["config"]["arrival"]["rate_per_s"] == 1.5
+
+
+@pytest.mark.parametrize("name", ["light_load_disagg", "heavy_load_mono"])
+def test_scenarios_run(name):
+    proc = run(*FAST, f"scenario={name}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["mode"] == name.split("_")[-1]
+
+
+def test_token_mode_switch_on_command_line():
+    proc = run(*FAST, "prompt_tokens=real_mean_std", "prompt_tokens.mean=1000",
+               "prompt_tokens.std=400")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["config"]["prompt_tokens"]["mode"] == "real_mean_std"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    pytest.param(["arrival.rate_per_s=-1"], "arrival.rate_per_s = -1.0: must be > 0",
+                 id="negative rate"),
+    pytest.param(["warmup_seconds=900", "sim_seconds=600"],
+                 "warmup_seconds = 900.0: must be < sim_seconds = 600.0", id="warm-up too long"),
+    pytest.param(["cluster_disagg.decode_gpus=0"], "cluster_disagg.decode_gpus = 0",
+                 id="zero GPUs"),
+    pytest.param(["prompt_tokens=p50_p90", "prompt_tokens.p50=500", "prompt_tokens.p90=100"],
+                 "prompt_tokens.p90 = 100.0: must be > prompt_tokens.p50 = 500.0",
+                 id="p90 below p50"),
+    pytest.param(["output_tokens=real_mean_std", "output_tokens.mean=100"],
+                 "output_tokens.std is missing", id="missing std"),
+    pytest.param(["config=no/such.yaml"], "config = 'no/such.yaml': no such file",
+                 id="missing file"),
+])
+def test_bad_value_is_one_line_without_traceback(args, message):
+    proc = run(*args)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.strip() == f"error: {proc.stderr.strip()[7:]}"
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_bad_value_in_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cluster_mono:\n  num_gpus: -4\n")
+    proc = run(f"config={bad}")
+    assert proc.returncode == 2
+    assert "cluster_mono.num_gpus = -4: must be a whole number >= 1" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_typo_and_wrong_type_are_refused_by_the_schema():
+    for args in (["arival.rate_per_s=3"], ["arrival.rate_per_s=abc"]):
+        proc = run(*args)
+        assert proc.returncode != 0
+        assert "arrival.rate_per_s" in proc.stderr or "arival" in proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -1,0 +1,35 @@
+"""The README's promises: its Python example runs, and CI runs its test command verbatim."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_python_example_runs(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    blocks = _blocks("python")
+    assert blocks, "README has no python example"
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "mean TTFT" in out and "disagg P99 TTFT in [" in out
+
+
+def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
+    quick = README.split("## Quick start", 1)[1].split("##", 1)[0]
+    commands = _blocks_in(quick)
+    assert len(commands) == 2, commands
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert commands[1] in ci, f"CI does not run the README test command {commands[1]!r}"
+
+
+def _blocks_in(text: str) -> list[str]:
+    block = re.search(r"```bash\n(.*?)```", text, flags=re.S)
+    assert block
+    return [line for line in block.group(1).splitlines() if line.strip()]

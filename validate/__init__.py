@@ -1,0 +1,1 @@
+"""The validation app (``python -m validate``)."""
