@@ -100,8 +100,8 @@ def main() -> None:
     print(f"{'case':<18}{'seconds':>10}{'requests/s':>14}")
     for k, v in med.items():
         print(f"{k:<18}{v:>10.3f}{n / v:>14,.0f}")
-    print(f"ratio project mono / textbook M/G/c time:     {med['project mono'] / med['textbook M/G/c']:.2f}")
-    print(f"ratio project disagg / textbook tandem time: {med['project disagg'] / med['textbook tandem']:.2f}")
+    for ours, ref in (("project mono", "textbook M/G/c"), ("project disagg", "textbook tandem")):
+        print(f"time ratio {ours} / {ref}: {med[ours] / med[ref]:.2f}")
 
 
 if __name__ == "__main__":
