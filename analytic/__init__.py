@@ -1,1 +1,58 @@
-"""Closed-form TTFT approximations (M/G/c, tandem QNA). Being built: see issue 3."""
+"""Closed-form TTFT: M/G/c and tandem (QNA) queueing approximations, vectorised.
+
+The fast witness: imports ``spec`` only, never ``simulation``. Every formula names its
+source and where it is known to be weak; ``rho >= 1`` gives ``inf``, never a wrong
+finite number.
+"""
+
+from .mdc import MDcWait, mdc_wait
+from .queues import (
+    DEFAULT_METHOD,
+    METHODS,
+    allen_cunneen_wait,
+    cosmetatos_mdc_wait,
+    cosmetatos_wait,
+    delay_probability,
+    departure_scv,
+    erlang_c,
+    kimura_wait,
+    mean_wait,
+    mmc_wait,
+    pk_wait,
+    wait_quantile,
+    whitt93_wait,
+)
+from .ttft import TTFTEstimate, estimate, estimate_grid, zero_load_ttft_s
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "METHODS",
+    "MDcWait",
+    "TTFTEstimate",
+    "allen_cunneen_wait",
+    "cosmetatos_mdc_wait",
+    "cosmetatos_wait",
+    "delay_probability",
+    "departure_scv",
+    "erlang_c",
+    "estimate",
+    "estimate_grid",
+    "kimura_wait",
+    "mdc_wait",
+    "mean_wait",
+    "mmc_wait",
+    "pk_wait",
+    "wait_quantile",
+    "whitt93_wait",
+    "zero_load_ttft_s",
+]
+
+from .capacity import (  # noqa: E402
+    SplitChoice,
+    best_split,
+    max_rate,
+    min_gpus,
+    saturation_rate_per_s,
+)
+
+__all__ += ["SplitChoice", "best_split", "max_rate", "min_gpus", "saturation_rate_per_s"]

@@ -186,11 +186,15 @@ class TokenDist:
             n = max(m, int(np.rint(math.exp(self.mu))))
             return np.array([n], dtype=np.int64), np.array([1.0])
         k = np.arange(m, self._cut() + 1, dtype=np.int64)
-        upper = self._sf(k + 0.5)
-        lower = np.empty_like(upper)
-        lower[0] = 1.0
-        lower[1:] = upper[:-1]
-        return k, lower - upper
+        # differences of the CDF below the median and of the survival function above it,
+        # so that every probability keeps its relative precision
+        z = (np.log(k + 0.5) - self.mu) / self.sigma_log
+        below = special.ndtr(z)  # P(X < k + 1/2)
+        above = special.ndtr(-z)  # P(X > k + 1/2)
+        prev_below = np.concatenate(([0.0], below[:-1]))
+        prev_above = np.concatenate(([1.0], above[:-1]))
+        probs = np.where(z <= 0.0, below - prev_below, prev_above - above)
+        return k, probs
 
     def raw_moment(self, order: int) -> float:
         """Exact ``E[N^order]`` for ``order`` in 1..4.
@@ -225,6 +229,19 @@ class TokenDist:
         density = math.exp(-0.5 * z * z) / (math.sqrt(2.0 * math.pi) * a * self.sigma_log)
         tail += order * a ** (order - 1) * density / 12.0
         return head + tail
+
+    def cdf(self, n: float | np.ndarray) -> float | np.ndarray:
+        """Exact ``P(N <= n)``: 0 below ``min_value``, else ``P(X < floor(n) + 1/2)``."""
+        x = np.asarray(n, dtype=float)
+        k = np.floor(x)
+        if self.sigma_log == 0.0:
+            fixed = max(self.min_value, int(np.rint(math.exp(self.mu))))
+            out = (k >= fixed).astype(float)
+        else:
+            with np.errstate(invalid="ignore"):
+                out = np.where(k < self.min_value, 0.0,
+                               1.0 - self._sf(np.maximum(k, self.min_value) + 0.5))
+        return float(out) if out.ndim == 0 else out
 
     def mean_tokens(self) -> float:
         """Exact ``E[N]``."""

@@ -1,0 +1,72 @@
+"""sympy forms cross-check the numeric code (lambdify), and print as LaTeX."""
+
+import math
+
+import pytest
+import sympy as sp
+
+import analytic
+from analytic import symbolic
+from spec import TokenDist
+
+
+@pytest.mark.parametrize("c", [1, 2, 5, 9])
+def test_erlang_c_expression_matches_numeric(c):
+    f = sp.lambdify(symbolic.a, symbolic.erlang_c(c))
+    for rho in (0.1, 0.5, 0.93):
+        assert f(rho * c) == pytest.approx(analytic.erlang_c(c, rho * c), rel=1e-12)
+
+
+def test_pk_matches_numeric():
+    f = sp.lambdify((symbolic.lam, symbolic.ES, symbolic.ES2), symbolic.pollaczek_khinchine())
+    lam, es, cs2 = 0.6, 1.2, 0.7
+    assert f(lam, es, es**2 * (1 + cs2)) == pytest.approx(analytic.pk_wait(lam, es, cs2),
+                                                          rel=1e-12)
+
+
+def test_mm1_ttft_is_wait_plus_service():
+    f = sp.lambdify((symbolic.lam, symbolic.mu), symbolic.mm1_ttft())
+    assert f(0.7, 1.0) == pytest.approx(analytic.mmc_wait(0.7, 1.0, 1) + 1.0, rel=1e-12)
+
+
+def test_tensor_parallel_reduces_to_md1_at_k1():
+    diff = symbolic.md1_ttft_tensor_parallel().subs(symbolic.K, 1) - symbolic.md1_ttft()
+    assert sp.simplify(diff) == 0
+
+
+def test_lognormal_conversions_match_spec():
+    mu_e, sigma_e = symbolic.lognormal_from_mean_std()
+    d = TokenDist("real_mean_std", mean=900.0, std=350.0)
+    vals = {symbolic.m: 900.0, symbolic.s: 350.0}
+    assert float(mu_e.subs(vals)) == pytest.approx(d.mu, rel=1e-13)
+    assert float(sigma_e.subs(vals)) == pytest.approx(d.sigma_log, rel=1e-13)
+    mu_e, sigma_e = symbolic.lognormal_from_p50_p90()
+    d = TokenDist("p50_p90", p50=300.0, p90=1100.0)
+    vals = {symbolic.p50: 300.0, symbolic.p90: 1100.0, symbolic.z: 1.2815515655446004}
+    assert float(mu_e.subs(vals)) == pytest.approx(d.mu, rel=1e-13)
+    assert float(sigma_e.subs(vals)) == pytest.approx(d.sigma_log, rel=1e-13)
+
+
+def test_kimura_and_qna_forms_match_numeric():
+    f = sp.lambdify(list(symbolic.kimura().free_symbols), symbolic.kimura())
+    names = {str(s): s for s in symbolic.kimura().free_symbols}
+    lam, c, cs2 = 3.0, 4, 0.6
+    w_mm = analytic.mmc_wait(lam, 1.0, c)
+    w_md = analytic.cosmetatos_mdc_wait(lam, 1.0, c)
+    args = {"W_MMc": w_mm, "W_MDc": w_md, "c_s^2": cs2}
+    got = f(*(args[str(s)] for s in symbolic.kimura().free_symbols))
+    assert got == pytest.approx(analytic.kimura_wait(lam, 1.0, cs2, c), rel=1e-12)
+    assert set(names) == set(args)
+    e = symbolic.qna_departure_scv()
+    val = float(e.subs({symbolic.rho: 0.75, sp.Symbol("c_a^2", positive=True): 1.3,
+                        symbolic.cs2: 2.0, sp.Symbol("c", positive=True): 4}))
+    assert val == pytest.approx(analytic.departure_scv(3.0, 1.0, 2.0, 4, 1.3), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", list(symbolic.FORMULAS))
+def test_latex_strings(name):
+    text = symbolic.latex(name)
+    assert "=" in text and "\\" in text
+    assert math.isfinite(len(text))
+    with pytest.raises(ValueError, match="must be one of"):
+        symbolic.latex("nope")
