@@ -84,10 +84,10 @@ def main() -> None:
 
     cases = {
         "textbook M/G/c": lambda: textbook_mgc(req.arrival_s, svc_mono, mono.num_gpus),
-        "project mono": lambda: run_requests(req, mono),
+        "project mono": lambda: run_requests(req, mono, engine="simpy"),
         "textbook tandem": lambda: textbook_tandem(req.arrival_s, s1, dis.prefill_gpus, s2,
                                                    dis.decode_gpus),
-        "project disagg": lambda: run_requests(req, dis),
+        "project disagg": lambda: run_requests(req, dis, engine="simpy"),
     }
     times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(args.repeats):

@@ -71,7 +71,7 @@ class AppConfig:
     # run options, not part of the model
     config: str | None = None
     dump_ttft: str | None = None
-    engine: str = "simpy"
+    engine: str = "fast"  # fast (exact FIFO recursion) | simpy (event-driven, general)
     progress: bool | None = None
     method: str = "kimura"
 

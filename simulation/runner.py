@@ -20,6 +20,7 @@ from spec import (
     config_from_mapping,
 )
 
+from .fast import simulate_disagg_fast, simulate_mono_fast
 from .metrics import (
     RequestRecords,
     build_records,
@@ -31,7 +32,9 @@ from .metrics import (
 from .model import simulate_disagg, simulate_mono
 from .requests import Requests, generate_requests, load_trace, spawn_seeds
 
-ENGINES: tuple[str, ...] = ("simpy",)
+#: ``simpy``: the general event-driven model; ``fast``: the exact FIFO recursion
+#: (:mod:`simulation.fast`), the same numbers many times faster.
+ENGINES: tuple[str, ...] = ("simpy", "fast")
 
 
 def _check_engine(engine: str) -> None:
@@ -39,17 +42,20 @@ def _check_engine(engine: str) -> None:
         raise ValueError(f"engine = {engine!r}: must be one of {', '.join(ENGINES)}")
 
 
-def run_requests(requests: Requests, cluster: Cluster, *, engine: str = "simpy",
+def run_requests(requests: Requests, cluster: Cluster, *, engine: str = "fast",
                  warmup_s: float = 0.0, progress: bool = False) -> RequestRecords:
     """Simulate one request stream on one cluster; per-request records.
 
     This is the one path every run takes: synthetic streams and traces alike.
     """
     _check_engine(engine)
+    fast = engine == "fast"
     if isinstance(cluster, MonolithicCluster):
-        times = simulate_mono(requests, cluster, progress=progress)
+        times = simulate_mono_fast(requests, cluster) if fast else \
+            simulate_mono(requests, cluster, progress=progress)
     elif isinstance(cluster, DisaggregatedCluster):
-        times = simulate_disagg(requests, cluster, progress=progress)
+        times = simulate_disagg_fast(requests, cluster) if fast else \
+            simulate_disagg(requests, cluster, progress=progress)
     else:
         raise ValueError(f"cluster = {cluster!r}: must be a MonolithicCluster or "
                          "DisaggregatedCluster")
@@ -75,7 +81,7 @@ class SimulationResult:
     replications: list[dict[str, float]]
     records: list[RequestRecords] = field(default_factory=list, repr=False)
     confidence: float = 0.95
-    engine: str = "simpy"
+    engine: str = "fast"
     seed: int | None = None
 
     @property
@@ -176,7 +182,7 @@ def _run_replicated(config: SimConfig, clusters: Sequence[Cluster], *, keep_requ
 
 
 def simulate(config: SimConfig, cluster: Cluster | None = None, *, keep_requests: bool = True,
-             engine: str = "simpy", progress: bool | None = None) -> SimulationResult:
+             engine: str = "fast", progress: bool | None = None) -> SimulationResult:
     """Simulate one architecture with ``config.replications`` independent replications.
 
     Parameters
@@ -217,7 +223,7 @@ class Comparison:
         return dict(sorted(out.items()))
 
 
-def compare(config: SimConfig, *, keep_requests: bool = True, engine: str = "simpy",
+def compare(config: SimConfig, *, keep_requests: bool = True, engine: str = "fast",
             progress: bool | None = None) -> Comparison:
     """The seed's *compare*: monolithic and disaggregated on the same request streams."""
     _check_engine(engine)
@@ -229,7 +235,7 @@ def compare(config: SimConfig, *, keep_requests: bool = True, engine: str = "sim
 
 def simulate_trace(trace: Requests | str | Path, cluster: Cluster, *, warmup_s: float = 0.0,
                    quantiles: Sequence[float] = (0.5, 0.9, 0.99),
-                   engine: str = "simpy") -> SimulationResult:
+                   engine: str = "fast") -> SimulationResult:
     """Simulate a given list of requests (a :class:`Requests` or a CSV / JSON file).
 
     The offered load is estimated from the trace itself: rate = measured requests per

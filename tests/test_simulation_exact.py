@@ -13,39 +13,45 @@ DISAGG = DisaggregatedCluster(prefill_gpus=1, decode_gpus=1, prefill_tokens_per_
                               decode_tokens_per_s=100.0)
 
 
+@pytest.fixture(params=["simpy", "fast"])
+def engine(request):
+    """Every hand-computed case is checked on both engines."""
+    return request.param
+
+
 def _one(arrivals, prompts, outputs):
     return Requests(np.array(arrivals, float), np.array(prompts, float),
                     np.array(outputs, float))
 
 
-def test_single_request_mono():
-    rec = run_requests(_one([1.0], [500], [20]), MONO)
+def test_single_request_mono(engine):
+    rec = run_requests(_one([1.0], [500], [20]), MONO, engine=engine)
     # TTFT = P / r_p + 1 / r_d = 0.5 + 0.01
     assert rec.ttft_s[0] == pytest.approx(0.51, rel=1e-12)
     assert rec.prefill_wait_s[0] == 0.0 and rec.decode_wait_s[0] == 0.0
     assert rec.e2e_s[0] == pytest.approx(0.5 + 0.2, rel=1e-12)
 
 
-def test_single_request_disagg_with_transfer():
+def test_single_request_disagg_with_transfer(engine):
     cluster = DisaggregatedCluster(1, 1, 1000.0, 100.0, kv_transfer_s_per_token=1e-4)
-    rec = run_requests(_one([1.0], [500], [20]), cluster)
+    rec = run_requests(_one([1.0], [500], [20]), cluster, engine=engine)
     # TTFT = P / r_p + transfer + 1 / r_d = 0.5 + 0.05 + 0.01
     assert rec.ttft_s[0] == pytest.approx(0.56, rel=1e-12)
     assert rec.transfer_s[0] == pytest.approx(0.05, rel=1e-12)
 
 
-def test_two_overlapping_requests_wait_full_service_mono():
+def test_two_overlapping_requests_wait_full_service_mono(engine):
     # first holds the GPU for 0.5 + 0.2 = 0.7 s from t=0; second arrives at 0.1
-    rec = run_requests(_one([0.0, 0.1], [500, 300], [20, 10]), MONO)
+    rec = run_requests(_one([0.0, 0.1], [500, 300], [20, 10]), MONO, engine=engine)
     assert rec.prefill_wait_s[1] == pytest.approx(0.6, rel=1e-12)
     assert rec.ttft_s[1] == pytest.approx(0.6 + 0.3 + 0.01, rel=1e-12)
 
 
-def test_decode_wait_adds_to_ttft_disagg():
+def test_decode_wait_adds_to_ttft_disagg(engine):
     # prefills: #0 on [0, 0.5), #1 on [0.5, 0.8); decode of #0 holds the decode GPU on
     # [0.5, 0.7 + 0.5 = 1.2)? no: 20 tokens / 100 = 0.2 s, so [0.5, 0.7); #1 is ready at 0.8.
     # Make #0's decode long (100 tokens: [0.5, 1.5)) so #1 waits 0.7 s for decode.
-    rec = run_requests(_one([0.0, 0.1], [500, 300], [100, 10]), DISAGG)
+    rec = run_requests(_one([0.0, 0.1], [500, 300], [100, 10]), DISAGG, engine=engine)
     assert rec.prefill_wait_s[1] == pytest.approx(0.4, rel=1e-12)
     assert rec.decode_wait_s[1] == pytest.approx(1.5 - 0.8, rel=1e-12)
     assert rec.ttft_s[1] == pytest.approx(0.4 + 0.3 + 0.7 + 0.01, rel=1e-12)
@@ -53,19 +59,20 @@ def test_decode_wait_adds_to_ttft_disagg():
     assert rec.ttft_s[0] == pytest.approx(0.51, rel=1e-12)
 
 
-def test_fifo_order_with_two_servers():
+def test_fifo_order_with_two_servers(engine):
     cluster = MonolithicCluster(2, 1000.0, 100.0)
     # three at t=0 with 1 s, 2 s, 1 s holds: the third takes the first GPU freed (t=1)
-    rec = run_requests(_one([0.0, 0.0, 0.0], [1000, 2000, 1000], [1e-9, 1e-9, 1e-9]), cluster)
+    rec = run_requests(_one([0.0, 0.0, 0.0], [1000, 2000, 1000], [1e-9, 1e-9, 1e-9]), cluster,
+                       engine=engine)
     assert rec.prefill_wait_s.tolist() == pytest.approx([0.0, 0.0, 1.0], abs=1e-9)
 
 
-def test_trace_file_in_distserve_schema(tmp_path):
+def test_trace_file_in_distserve_schema(tmp_path, engine):
     trace = [{"start_time": 0.0, "prompt_len": 500, "output_len": 20},
              {"start_time": 0.1, "prompt_len": 300, "output_len": 10}]
     path = tmp_path / "trace.json"
     path.write_text(json.dumps(trace))
-    res = simulate_trace(path, MONO)
+    res = simulate_trace(path, MONO, engine=engine)
     rec = res.records[0]
     assert rec.ttft_s.tolist() == pytest.approx([0.51, 0.6 + 0.3 + 0.01], rel=1e-12)
     assert res.summary["n_measured"] == 2
@@ -96,9 +103,10 @@ def test_bad_trace_is_refused(arrivals, prompts, outputs, message):
     assert message in str(err.value)
 
 
-def test_utilisation_and_queue_length_by_hand():
+def test_utilisation_and_queue_length_by_hand(engine):
     # one GPU: busy [0, 0.7) and [0.7, 1.0); #1 waits [0.1, 0.7); window [0, 2)
-    res = simulate_trace(_one([0.0, 0.1, 2.0], [500, 200, 1], [20, 10, 1]), MONO)
+    res = simulate_trace(_one([0.0, 0.1, 2.0], [500, 200, 1], [20, 10, 1]), MONO,
+                         engine=engine)
     s = res.summary
     assert s["utilisation_gpu"] == pytest.approx((0.7 + 0.3) / 2.0, rel=1e-12)
     assert s["mean_queue_len_gpu"] == pytest.approx(0.6 / 2.0, rel=1e-12)
