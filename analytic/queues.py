@@ -202,8 +202,9 @@ def cosmetatos_wait(arrival_rate: ArrayLike, service_mean: ArrayLike,
 
 
 def _cosmetatos(lam, es, cs2, c, ca2, w_mm):
-    w = cs2 * w_mm + (1.0 - cs2) * _cosmetatos_mdc(lam, es, c, w_mm)
-    return _ratio_gi(cs2, ca2) * w
+    with np.errstate(invalid="ignore"):  # inf - inf at unstable points: inf below
+        w = cs2 * w_mm + (1.0 - cs2) * _cosmetatos_mdc(lam, es, c, w_mm)
+    return _ratio_gi(cs2, ca2) * np.where(np.isinf(w_mm), np.inf, w)
 
 
 def whitt93_wait(arrival_rate: ArrayLike, service_mean: ArrayLike, service_scv: ArrayLike,

@@ -76,13 +76,39 @@ class AppConfig:
     method: str = "kimura"
 
 
+@dataclass
+class ValidationConf:
+    """How ``python -m validate`` compares the witnesses (see validate.point.Thresholds)."""
+
+    methods: list[str] = field(default_factory=lambda: ["mmc", "allen_cunneen", "cosmetatos",
+                                                        "whitt93", "kimura", "kimura_exact"])
+    tolerance: float = 0.05
+    band: float = 0.15
+    confidence: float = 0.95
+    report: bool = True
+    # cluster-size sweeps: a GPU budget shared by both architectures
+    total_gpus: int | None = None  # mono gets all; disagg splits it
+    prefill_gpus: int | None = None  # disagg prefill pool (default: prefill_share of total)
+    prefill_share: float = 0.5
+    rate_per_gpu: float | None = None  # arrival rate = rate_per_gpu * total_gpus
+
+
+@dataclass
+class ValidateConfig(AppConfig):
+    """``python -m validate``: the model, run options and the comparison settings."""
+
+    validation: ValidationConf = field(default_factory=ValidationConf)
+
+
 #: Keys of :class:`AppConfig` that are run options rather than the model (spec) itself.
-RUN_KEYS: tuple[str, ...] = ("config", "dump_ttft", "engine", "progress", "method")
+RUN_KEYS: tuple[str, ...] = ("config", "dump_ttft", "engine", "progress", "method",
+                             "validation")
 
 
 def register() -> None:
     """Store the schema as ``schema`` in Hydra's ConfigStore (config.yaml extends it)."""
     ConfigStore.instance().store(name="schema", node=AppConfig)
+    ConfigStore.instance().store(name="validate_schema", node=ValidateConfig)
 
 
 def _model_mapping(container: dict[str, Any]) -> dict[str, Any]:

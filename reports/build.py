@@ -1,0 +1,414 @@
+"""Build the validation report from a Dataset alone: PNG figures, Markdown, and one
+self-contained HTML file (figures and formulas embedded)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+POINT_DIMS = ("architecture", "source", "statistic", "kind", "prob")
+VERDICT_NAMES = {0: "agree", 1: "close", 2: "diverge", 3: "unstable", -1: "n/a"}
+STAT_LABELS = {"mean_ttft_s": "mean", "p50_ttft_s": "P50", "p90_ttft_s": "P90",
+               "p99_ttft_s": "P99"}
+AXIS_LABELS = {
+    "arrival_rate_per_s": "arrival rate (requests/s)",
+    "total_gpus": "GPU budget (GPUs)",
+    "prefill_gpus": "prefill GPUs of the budget (GPUs)",
+    "rate_per_gpu": "arrival rate per GPU (requests/s/GPU)",
+    "cluster_mono_prefill_tokens_per_s": "prefill speed (tokens/s)",
+    "prompt_tokens_sigma": "prompt sigma of log tokens (1)",
+    "output_tokens_sigma": "output sigma of log tokens (1)",
+}
+REGIONS = (("rho < 0.5", 0.0, 0.5), ("0.5 <= rho < 0.8", 0.5, 0.8),
+           ("0.8 <= rho < 1", 0.8, 1.0))
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def swept_dims(ds: xr.Dataset) -> list[str]:
+    """The swept parameters: every dimension that is not a point's own."""
+    return [d for d in ds.dims if d not in POINT_DIMS]
+
+
+def _label(dim: str) -> str:
+    return AXIS_LABELS.get(dim, dim.replace("_", " "))
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _slices(ds: xr.Dataset, x: str, limit: int = 4):
+    """``(title, sub-dataset over x)`` for each combination of the other swept dims."""
+    others = [d for d in swept_dims(ds) if d != x]
+    combos = list(itertools.product(*(ds[d].values for d in others)))[:limit]
+    for combo in combos:
+        sel = dict(zip(others, combo, strict=True))
+        title = ", ".join(f"{_label(k).split(' (')[0]} = {v:g}" if isinstance(v, float)
+                          else f"{k} = {v}" for k, v in sel.items())
+        yield title, ds.sel(sel)
+
+
+def _x_dim(ds: xr.Dataset) -> str | None:
+    dims = swept_dims(ds)
+    return max(dims, key=lambda d: ds.sizes[d]) if dims else None
+
+
+def _scale(ax, values: np.ndarray) -> None:
+    """Log y axis when the finite values span more than a decade, linear otherwise."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if v.size and v.max() / v.min() > 10:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+
+
+def fig_statistics(ds: xr.Dataset, x: str, title: str, path: Path) -> Path:
+    """TTFT mean/P50/P90/P99 vs the swept parameter: simulation with its CI band, one line
+    per analytic method; one row per architecture."""
+    stats = list(ds.statistic.values)
+    fig, axes = plt.subplots(2, len(stats), figsize=(4.2 * len(stats), 7.2), squeeze=False)
+    xs = ds[x].values
+    for r, arch in enumerate(ds.architecture.values):
+        d = ds.sel(architecture=arch)
+        unstable = d.offered_load.values >= 1.0
+        for c, stat in enumerate(stats):
+            ax = axes[r, c]
+            sim = d.value.sel(source="simulation", statistic=stat).values
+            lo = d.ci_low.sel(statistic=stat).values
+            hi = d.ci_high.sel(statistic=stat).values
+            ok = ~unstable
+            ax.fill_between(xs[ok], lo[ok], hi[ok], color="black", alpha=0.2, lw=0,
+                            label="simulation 95% CI")
+            ax.errorbar(xs[ok], sim[ok], yerr=[sim[ok] - lo[ok], hi[ok] - sim[ok]], fmt="o-",
+                        color="black", lw=1.8, ms=4, capsize=3, label="simulation")
+            for i, src in enumerate(ds.source.values[1:]):
+                v = d.value.sel(source=src, statistic=stat).values
+                ax.plot(xs, np.where(np.isfinite(v), v, np.nan), "--", lw=1.2,
+                        color=COLORS[i % len(COLORS)], label=src)
+            for j, xv in enumerate(xs[unstable]):
+                ax.axvline(xv, color="red", lw=6, alpha=0.25,
+                           label="offered load >= 1 (unstable)" if j == 0 else None)
+            _scale(ax, np.concatenate([lo[ok], hi[ok]]))
+            ax.set_title(f"{arch}: {STAT_LABELS.get(stat, stat)} TTFT", fontsize=10)
+            ax.set_xlabel(_label(x))
+            ax.set_ylabel("TTFT (s)")
+            ax.grid(True, which="both", alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=9,
+               bbox_to_anchor=(0.5, -0.04))
+    fig.suptitle(f"TTFT, simulation vs closed forms{' (' + title + ')' if title else ''}")
+    fig.tight_layout(rect=(0, 0.05, 1, 0.97))
+    return _save(fig, path)
+
+
+def _stack(ds: xr.Dataset) -> xr.Dataset:
+    dims = swept_dims(ds)
+    if not dims:
+        return ds.expand_dims(point=[0])
+    return ds.stack(point=dims)
+
+
+def _point_labels(ds: xr.Dataset) -> list[str]:
+    dims = swept_dims(ds)
+    if not dims:
+        return ["default"]
+    st = ds.stack(point=dims)
+    labels = []
+    for idx in st.point.values:
+        idx = idx if isinstance(idx, tuple) else (idx,)
+        labels.append(", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in idx))
+    return labels
+
+
+def fig_rel_error(ds: xr.Dataset, path: Path) -> Path:
+    """Heatmaps of each method's relative error per statistic and point (stable points),
+    one row per architecture; the verdict's initial in each cell."""
+    st = _stack(ds)
+    labels = _point_labels(ds)
+    methods = list(ds.source.values[1:])
+    stats = list(ds.statistic.values)
+    fig, axes = plt.subplots(2, len(stats), figsize=(3.6 * len(stats) + 2,
+                                                      2.6 + 1.1 * len(methods)), squeeze=False,
+                             sharey=True, layout="constrained")
+    im = None
+    for r, arch in enumerate(ds.architecture.values):
+        for c, stat in enumerate(stats):
+            ax = axes[r, c]
+            err = st.rel_error.sel(architecture=arch, statistic=stat,
+                                   source=methods).transpose("source", "point").values
+            ver = st.verdict.sel(architecture=arch, statistic=stat,
+                                 source=methods).transpose("source", "point").values
+            shown = np.where(ver == 3, np.nan, err)
+            im = ax.imshow(np.clip(shown * 100, -50, 50), cmap="RdBu_r", vmin=-50, vmax=50,
+                           aspect="auto")
+            if shown.shape[1] <= 30:
+                for (i, j), v in np.ndenumerate(ver):
+                    ax.text(j, i, VERDICT_NAMES[int(v)][0], ha="center", va="center",
+                            fontsize=7)
+            if c == 0:  # shared y axis: the labels of the first column serve the row
+                ax.set_yticks(range(len(methods)), methods, fontsize=8)
+            step = max(1, len(labels) // 12)
+            ax.set_xticks(range(0, len(labels), step), labels[::step], rotation=60,
+                          fontsize=7, ha="right")
+            ax.set_title(f"{arch}: {STAT_LABELS.get(stat, stat)} TTFT", fontsize=10)
+            ax.set_xlabel(", ".join(_label(d) for d in swept_dims(ds)) or "point", fontsize=8)
+    cbar = fig.colorbar(im, ax=axes, shrink=0.6)
+    cbar.set_label("relative error vs simulation (%)")
+    fig.suptitle("Where each closed form agrees (a), is close (c), diverges (d); "
+                 "u = unstable (offered load >= 1)", fontsize=11)
+    return _save(fig, path)
+
+
+def fig_architectures(ds: xr.Dataset, x: str, title: str, path: Path) -> Path:
+    """Monolithic vs disaggregated on the same axes: simulated mean and P99 with CI bands,
+    and the default closed form dashed."""
+    method = ds.attrs.get("default_method", str(ds.source.values[-1]))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    xs = ds[x].values
+    for ax, stat in zip(axes, ("mean_ttft_s", "p99_ttft_s"), strict=True):
+        for i, arch in enumerate(ds.architecture.values):
+            d = ds.sel(architecture=arch)
+            col = COLORS[i]
+            ok = d.offered_load.values < 1.0
+            ax.fill_between(xs[ok], d.ci_low.sel(statistic=stat).values[ok],
+                            d.ci_high.sel(statistic=stat).values[ok], color=col, alpha=0.25,
+                            lw=0)
+            ax.plot(xs[ok], d.value.sel(source="simulation", statistic=stat).values[ok], "o-",
+                    color=col, ms=4, label=f"{arch} simulation (95% CI band)")
+            if method in ds.source.values:
+                v = d.value.sel(source=method, statistic=stat).values
+                ax.plot(xs, np.where(np.isfinite(v), v, np.nan), "--", color=col,
+                        label=f"{arch} {method}")
+        _scale(ax, ds.ci_high.sel(statistic=stat).values[ds.offered_load.values < 1])
+        ax.set_xlabel(_label(x))
+        ax.set_ylabel(f"{STAT_LABELS[stat]} TTFT (s)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Monolithic vs disaggregated{' (' + title + ')' if title else ''}")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def fig_distributions(ds: xr.Dataset, path: Path) -> Path:
+    """TTFT CDFs at up to three points (lightest, middle, heaviest stable load)."""
+    st = _stack(ds)
+    labels = _point_labels(ds)
+    load = st.offered_load.max("architecture").values
+    stable = np.flatnonzero(load < 1.0)
+    order = stable[np.argsort(load[stable])] if stable.size else np.arange(len(labels))
+    picks = sorted({int(order[0]), int(order[len(order) // 2]), int(order[-1])})
+    fig, axes = plt.subplots(1, len(picks), figsize=(5 * len(picks), 4), squeeze=False)
+    for ax, p in zip(axes[0], picks, strict=True):
+        d = st.isel(point=p)
+        for i, arch in enumerate(ds.architecture.values):
+            for k, kind in enumerate(ds.kind.values):
+                q = d.ttft_quantile.sel(architecture=arch, kind=kind).values
+                ax.plot(q, ds.prob.values, "-" if k == 0 else "--", color=COLORS[i],
+                        label=f"{arch}, {kind}")
+        ax.set_xscale("log")
+        ax.set_xlabel("TTFT (s)")
+        ax.set_ylabel("P(TTFT <= t)")
+        where = ", ".join(_label(d).split(" (")[0] for d in swept_dims(ds)) or "point"
+        ax.set_title(f"{where} {labels[p]} (max offered load {load[p]:.2f})", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("TTFT distributions: simulation (solid) vs closed form (dashed)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def agreement_table(ds: xr.Dataset) -> list[dict]:
+    """Per method, architecture and load region: counts of agree / close / diverge over
+    all statistics and stable points (unstable points counted apart)."""
+    st = _stack(ds)
+    rows = []
+    for method in ds.source.values[1:]:
+        for arch in ds.architecture.values:
+            load = st.offered_load.sel(architecture=arch).values
+            ver = st.verdict.sel(source=method, architecture=arch).transpose(
+                "point", "statistic").values
+            for name, lo, hi in REGIONS:
+                sel = ver[(load >= lo) & (load < hi)]
+                if sel.size:
+                    rows.append({"method": str(method), "architecture": str(arch),
+                                 "region": name,
+                                 **{v: int(np.sum(sel == k)) for k, v in
+                                    ((0, "agree"), (1, "close"), (2, "diverge"))}})
+            n_unst = int(np.sum(load >= 1.0))
+            if n_unst:
+                rows.append({"method": str(method), "architecture": str(arch),
+                             "region": "rho >= 1 (unstable)", "agree": 0, "close": 0,
+                             "diverge": 0, "unstable points": n_unst})
+    return rows
+
+
+def _md_table(rows: list[dict]) -> str:
+    if not rows:
+        return "_no rows_\n"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    out = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+    for r in rows:
+        out += "| " + " | ".join(str(r.get(c, "")) for c in cols) + " |\n"
+    return out
+
+
+def _point_table(ds: xr.Dataset) -> list[dict]:
+    """Every point and statistic: simulation with CI and each method's relative error."""
+    st = _stack(ds)
+    labels = _point_labels(ds)
+    rows = []
+    for p, label in enumerate(labels):
+        d = st.isel(point=p)
+        for arch in ds.architecture.values:
+            a = d.sel(architecture=arch)
+            for stat in ds.statistic.values:
+                sim = float(a.value.sel(source="simulation", statistic=stat))
+                lo = float(a.ci_low.sel(statistic=stat))
+                hi = float(a.ci_high.sel(statistic=stat))
+                row = {"point": label, "arch": str(arch), "stat": STAT_LABELS[str(stat)],
+                       "load": f"{float(a.offered_load):.2f}",
+                       "simulation (95% CI)": f"{sim:.4g} [{lo:.4g}, {hi:.4g}]"}
+                for src in ds.source.values[1:]:
+                    e = float(a.rel_error.sel(source=src, statistic=stat))
+                    v = VERDICT_NAMES[int(a.verdict.sel(source=src, statistic=stat))]
+                    row[str(src)] = "unstable" if v == "unstable" else f"{e:+.1%} {v}"
+                rows.append(row)
+    return rows
+
+
+def _formula_png(tex: str) -> bytes | None:
+    """A formula rendered by matplotlib's mathtext (no LaTeX install, no network)."""
+    try:
+        fig = plt.figure(figsize=(0.01, 0.01))
+        fig.text(0, 0, f"${tex}$", fontsize=15)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", pad_inches=0.08)
+        plt.close(fig)
+        return buf.getvalue()
+    except (ValueError, RuntimeError):
+        plt.close("all")
+        return None
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html`` and ``figures/*.png`` into ``folder``.
+
+    Uses the dataset only (its values, CIs, verdicts and attrs); never runs a model.
+    """
+    folder = Path(folder)
+    figdir = folder / "figures"
+    figs: list[tuple[str, Path]] = []
+    x = _x_dim(ds)
+    if x is not None:
+        for i, (title, sub) in enumerate(_slices(ds, x)):
+            figs.append((f"TTFT vs {_label(x)}" + (f" ({title})" if title else ""),
+                         fig_statistics(sub, x, title, figdir / f"statistics_{i}.png")))
+            figs.append(("Monolithic vs disaggregated" + (f" ({title})" if title else ""),
+                         fig_architectures(sub, x, title, figdir / f"architectures_{i}.png")))
+    figs.append(("Relative error and verdict per method", fig_rel_error(ds,
+                                                                        figdir / "errors.png")))
+    figs.append(("TTFT distributions", fig_distributions(ds, figdir / "distributions.png")))
+
+    summary = agreement_table(ds)
+    points = _point_table(ds)
+    formulas = json.loads(ds.attrs.get("formulas_latex", "{}"))
+    failed = json.loads(ds.attrs.get("failed_points", "[]"))
+    a = ds.attrs
+    meta = (f"engine **{a.get('engine', '?')}** ({a.get('engine_note', '')}); "
+            f"{a.get('replications', '?')} replications of {a.get('sim_seconds', '?')} s "
+            f"(warm-up {a.get('warmup_seconds', '?')} s), seed {a.get('random_seed', '?')}; "
+            f"package {a.get('package_version', '?')}.")
+    rule = (f"A method **agrees** at a point when its value lies inside the simulation's "
+            f"{float(a.get('confidence', 0.95)):.0%} CI widened by "
+            f"{float(a.get('tolerance', 0.05)):.0%} on each side, **diverges** outside the CI "
+            f"widened by {float(a.get('band', 0.15)):.0%}, and is **close** in between. Points "
+            "with offered load >= 1 in some pool are **unstable**: the closed forms give "
+            "infinity, the simulation drains a finite run and its numbers grow with its "
+            "length. Waits of the two disaggregated stages are combined as independent, "
+            "which understates disaggregated P99 by a few percent.")
+
+    md = [f"# {a.get('title', 'TTFT validation report')}\n", meta + "\n", rule + "\n"]
+    if failed:
+        md.append(f"**{len(failed)} sweep point(s) failed** and are missing:\n")
+        md += [f"- job {f.get('job')}: `{f.get('error')}`" for f in failed]
+        md.append("")
+    md.append("## Agreement by method, architecture and load region\n")
+    md.append("Counts over the four statistics (mean, P50, P90, P99) at each point.\n")
+    md.append(_md_table(summary))
+    md.append("## Figures\n")
+    for title, p in figs:
+        md.append(f"### {title}\n\n![{title}](figures/{p.name})\n")
+    md.append("## Every point\n")
+    md.append(_md_table(points))
+    md.append("## Formulas\n")
+    for title, tex in formulas.values():
+        md.append(f"**{title}**\n\n$$ {tex} $$\n")
+    _atomic_text(folder / "report.md", "\n".join(md))
+
+    def img(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    h = ["<!doctype html><html><head><meta charset='utf-8'>",
+         f"<title>{html.escape(a.get('title', 'TTFT validation'))}</title><style>",
+         "body{font-family:sans-serif;max-width:1300px;margin:2em auto;padding:0 1em}",
+         "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+         "padding:3px 6px}th{background:#eee}img{max-width:100%}</style></head><body>",
+         f"<h1>{html.escape(a.get('title', 'TTFT validation report'))}</h1>",
+         f"<p>{html.escape(meta).replace('**', '')}</p>",
+         f"<p>{html.escape(rule).replace('**', '')}</p>"]
+    if failed:
+        h.append(f"<p><b>{len(failed)} sweep point(s) failed</b>:</p><ul>")
+        h += [f"<li>job {html.escape(str(f.get('job')))}: "
+              f"<code>{html.escape(str(f.get('error')))}</code></li>" for f in failed]
+        h.append("</ul>")
+
+    def table(rows):
+        if not rows:
+            return "<p>none</p>"
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        t = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
+        for r in rows:
+            t += "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>"
+                                  for c in cols) + "</tr>"
+        return t + "</table>"
+
+    h.append("<h2>Agreement by method, architecture and load region</h2>" + table(summary))
+    h.append("<h2>Figures</h2>")
+    for title, p in figs:
+        h.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "
+                 f"src='data:image/png;base64,{img(p)}'>")
+    h.append("<h2>Every point</h2>" + table(points))
+    h.append("<h2>Formulas</h2>")
+    for title, tex in formulas.values():
+        png = _formula_png(tex)
+        body = (f"<img alt='{html.escape(tex)}' src='data:image/png;base64,"
+                f"{base64.b64encode(png).decode()}'>" if png else
+                f"<code>{html.escape(tex)}</code>")
+        h.append(f"<p><b>{html.escape(title)}</b><br>{body}</p>")
+    h.append("</body></html>")
+    _atomic_text(folder / "report.html", "\n".join(h))
+    return {"markdown": folder / "report.md", "html": folder / "report.html",
+            "figures": figdir}

@@ -1,0 +1,207 @@
+"""``python -m validate``: one point, or a Hydra multirun sweep (``+sweep=rates``).
+
+Each job simulates both architectures on the same requests with replications, prices
+them with every analytic method, and writes its ``result.nc`` atomically (or its
+``error.json`` when it fails, so the other points survive). At the end of a sweep the
+callback (:mod:`validate.callbacks`) merges them into ``dataset.nc`` and writes the
+report. A single run writes both into its own output folder and prints the table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+import analytic
+from conf.schema import exit_on_bad_input, to_sim_config
+from simulation.runner import ENGINES
+from spec import SimConfig, config_to_mapping
+
+from .combine import DATASET, ERROR, RESULT, write_dataset, write_json
+from .point import Thresholds, format_table, run_point
+
+#: Friendly dimension names for swept keys (others: dots become underscores).
+DIM_NAMES = {
+    "arrival.rate_per_s": "arrival_rate_per_s",
+    "validation.total_gpus": "total_gpus",
+    "validation.prefill_gpus": "prefill_gpus",
+    "validation.rate_per_gpu": "rate_per_gpu",
+    "validation.prefill_share": "prefill_share",
+}
+
+
+def dim_name(key: str) -> str:
+    return DIM_NAMES.get(key, key.replace(".", "_"))
+
+
+def _apply_budget(cfg: DictConfig) -> DictConfig:
+    """Turn ``validation.total_gpus`` / ``prefill_gpus`` / ``rate_per_gpu`` into clusters."""
+    v = cfg.validation
+    if v.total_gpus is None:
+        for key in ("prefill_gpus", "rate_per_gpu"):
+            if v[key] is not None:
+                raise ValueError(f"validation.{key} = {v[key]!r}: needs validation.total_gpus")
+        return cfg
+    total = int(v.total_gpus)
+    if total < 2:
+        raise ValueError(f"validation.total_gpus = {total}: must be a whole number >= 2 "
+                         "(the disaggregated cluster needs a prefill and a decode GPU)")
+    if not (0.0 < v.prefill_share < 1.0):
+        raise ValueError(f"validation.prefill_share = {v.prefill_share!r}: must be in (0, 1)")
+    prefill = v.prefill_gpus if v.prefill_gpus is not None else \
+        min(total - 1, max(1, round(total * v.prefill_share)))
+    if not 1 <= prefill <= total - 1:
+        raise ValueError(f"validation.prefill_gpus = {prefill}: must be in [1, "
+                         f"validation.total_gpus - 1 = {total - 1}]")
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    out.cluster_mono.num_gpus = total
+    out.cluster_disagg.prefill_gpus = int(prefill)
+    out.cluster_disagg.decode_gpus = total - int(prefill)
+    if v.rate_per_gpu is not None:
+        if not (isinstance(v.rate_per_gpu, (int, float)) and v.rate_per_gpu > 0):
+            raise ValueError(f"validation.rate_per_gpu = {v.rate_per_gpu!r}: must be > 0")
+        out.arrival.rate_per_s = float(v.rate_per_gpu) * total
+    return out
+
+
+def build_point(cfg: DictConfig) -> tuple[SimConfig, dict[str, Any]]:
+    """Validate a composed ``validate`` config into the simulated point and run options.
+
+    Raises
+    ------
+    ValueError
+        Naming the first bad field, before any work.
+    """
+    v = cfg.validation
+    unknown = [m for m in v.methods if m not in analytic.METHODS]
+    if unknown or not v.methods:
+        raise ValueError(f"validation.methods = {list(v.methods)}: each must be one of "
+                         f"{', '.join(analytic.METHODS)}")
+    if cfg.engine not in ENGINES:
+        raise ValueError(f"engine = {cfg.engine!r}: must be one of {', '.join(ENGINES)}")
+    if not 0.0 < v.confidence < 1.0:
+        raise ValueError(f"validation.confidence = {v.confidence!r}: must be in (0, 1)")
+    thresholds = Thresholds(float(v.tolerance), float(v.band))
+    point = _apply_budget(cfg)
+    point.mode = "both"
+    config = to_sim_config(point)
+    if config.replications < 2:
+        raise ValueError(f"replications = {config.replications}: must be >= 2 for "
+                         "confidence intervals")
+    return config, {"methods": tuple(v.methods), "thresholds": thresholds,
+                    "engine": cfg.engine, "confidence": float(v.confidence)}
+
+
+def _job_coords() -> dict[str, Any]:
+    """``{dim: value}`` for every ``key=value`` override this job got (the swept ones)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    coords = {}
+    for item in HydraConfig.get().overrides.task:
+        key, _, raw = item.lstrip("+~").partition("=")
+        if key.startswith("hydra") or key in ("sweep", "scenario", "config") or not raw:
+            continue
+        value = yaml.safe_load(raw)
+        if isinstance(value, (bool, int, float, str)):
+            coords[dim_name(key)] = float(value) if isinstance(value, (int, float)) and \
+                not isinstance(value, bool) else str(value)
+    return coords
+
+
+def provenance(config: SimConfig, options: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
+    """Attributes that say what produced a dataset."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        pkg = version("ttft-toolkit")
+    except PackageNotFoundError:
+        pkg = "unknown"
+    from analytic.symbolic import FORMULAS, latex
+
+    th = options["thresholds"]
+    return {
+        "title": "TTFT validation: simulation vs closed forms",
+        "package_version": pkg,
+        "engine": options["engine"],
+        "engine_note": "fast = exact FIFO recursion, equal per request to the SimPy model",
+        "methods": " ".join(options["methods"]),
+        "default_method": analytic.DEFAULT_METHOD,
+        "tolerance": th.tolerance,
+        "band": th.band,
+        "confidence": options["confidence"],
+        "random_seed": config.random_seed,
+        "replications": config.replications,
+        "sim_seconds": config.sim_seconds,
+        "warmup_seconds": config.warmup_seconds,
+        "config_yaml": yaml.safe_dump(config_to_mapping(config), sort_keys=False),
+        "app_config_yaml": OmegaConf.to_yaml(cfg),
+        "formulas_latex": json.dumps({k: [FORMULAS[k][0], latex(k)] for k in FORMULAS}),
+    }
+
+
+def _multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def run_job(cfg: DictConfig) -> xr.Dataset:
+    """One point: validate, simulate, price, write ``result.nc``."""
+    from hydra.core.hydra_config import HydraConfig
+
+    out = Path(HydraConfig.get().runtime.output_dir)
+    config, options = build_point(cfg)
+    ds = run_point(config, methods=options["methods"], thresholds=options["thresholds"],
+                   engine=options["engine"], confidence=options["confidence"])
+    ds.attrs.update(provenance(config, options, cfg))
+    coords = _job_coords() if _multirun() else {}
+    for dim, value in coords.items():
+        ds = ds.expand_dims({dim: [value]})
+    write_dataset(ds, out / RESULT)
+    return ds
+
+
+def _worst_half_width(ds: xr.Dataset) -> float:
+    hw = (ds.ci_high - ds.ci_low) / 2 / ds.value.sel(source="simulation")
+    hw = hw.sel(statistic="mean_ttft_s").where(ds.offered_load <= 0.8)
+    return float(hw.max()) if np.isfinite(hw).any() else math.nan
+
+
+@exit_on_bad_input
+def main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not _multirun():
+        ds = run_job(cfg)
+        out = Path(HydraConfig.get().runtime.output_dir)
+        write_dataset(ds, out / DATASET)
+        print(format_table(ds))
+        if cfg.validation.report:
+            from reports import build_report
+
+            build_report(ds, out)
+        print(f"\ndataset and report: {out}")
+        return
+    out = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        ds = run_job(cfg)
+    except Exception as exc:  # one failed point must never lose the others
+        write_json({"job": out.name, "overrides": list(HydraConfig.get().overrides.task),
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc()}, out / ERROR)
+        print(f"point {out.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    rate = ds.value.sel(source="simulation", statistic="mean_ttft_s")
+    print(f"point {out.name}: {dict(HydraConfig.get().overrides.task and _job_coords())} "
+          f"mean TTFT mono {float(rate.sel(architecture='mono').squeeze()):.4f} s, "
+          f"disagg {float(rate.sel(architecture='disagg').squeeze()):.4f} s")

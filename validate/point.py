@@ -1,0 +1,187 @@
+"""One validation point: both architectures simulated on the same requests, every analytic
+method beside them, and a verdict per method and statistic.
+
+The result is an ``xarray.Dataset`` over ``architecture x source x statistic`` (plus
+``prob`` for TTFT distributions), which :mod:`validate.combine` merges across a sweep.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import xarray as xr
+
+import analytic
+from simulation import compare, quantile_key
+from spec import SimConfig
+
+ARCHITECTURES: tuple[str, ...] = ("mono", "disagg")
+STATISTICS: tuple[str, ...] = ("mean_ttft_s", "p50_ttft_s", "p90_ttft_s", "p99_ttft_s")
+#: Verdict codes (CF flag convention: ``flag_values`` / ``flag_meanings`` in attrs).
+VERDICTS: dict[str, int] = {"agree": 0, "close": 1, "diverge": 2, "unstable": 3}
+MISSING_VERDICT = -1
+#: Probabilities at which TTFT distributions are stored (for CDF figures).
+CDF_PROBS = np.concatenate([np.linspace(0.01, 0.95, 95), [0.96, 0.97, 0.98, 0.99, 0.995,
+                                                          0.999]])
+
+_LONG = {"mean_ttft_s": "mean TTFT", "p50_ttft_s": "P50 TTFT", "p90_ttft_s": "P90 TTFT",
+         "p99_ttft_s": "P99 TTFT"}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a method *agrees* or *diverges* with the simulation.
+
+    ``agree``: the value lies in the simulation's CI widened by ``tolerance`` (relative)
+    on each side. ``diverge``: it lies outside the CI widened by ``band``. Between the
+    two: ``close``. Points whose offered load is >= 1 in some pool: ``unstable``.
+    """
+
+    tolerance: float = 0.05
+    band: float = 0.15
+
+    def __post_init__(self) -> None:
+        for name in ("tolerance", "band"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 <= v < 1):
+                raise ValueError(f"validation.{name} = {v!r}: must be a number in [0, 1)")
+        if self.band < self.tolerance:
+            raise ValueError(f"validation.band = {self.band!r}: must be >= "
+                             f"validation.tolerance = {self.tolerance!r}")
+
+
+def verdict(value: np.ndarray, ci_low: np.ndarray, ci_high: np.ndarray,
+            stable: np.ndarray, th: Thresholds) -> np.ndarray:
+    """Verdict codes (:data:`VERDICTS`) of analytic ``value`` against the simulation's CI.
+
+    Broadcasts. A missing CI (one replication) or value (NaN) gives ``-1``.
+    """
+    value, lo, hi, stable = np.broadcast_arrays(value, ci_low, ci_high, stable)
+    inside = (value >= lo * (1 - th.tolerance)) & (value <= hi * (1 + th.tolerance))
+    near = (value >= lo * (1 - th.band)) & (value <= hi * (1 + th.band))
+    out = np.where(inside, VERDICTS["agree"], np.where(near, VERDICTS["close"],
+                                                       VERDICTS["diverge"]))
+    missing = ~(np.isfinite(lo) & np.isfinite(hi)) | np.isnan(value)
+    out = np.where(missing, MISSING_VERDICT, out)
+    out = np.where(~stable.astype(bool), VERDICTS["unstable"], out)
+    return out.astype(np.int8)
+
+
+def run_point(config: SimConfig, *, methods: tuple[str, ...], thresholds: Thresholds,
+              engine: str = "fast", confidence: float = 0.95) -> xr.Dataset:
+    """Simulate both architectures (common random numbers) and price them analytically.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``value(architecture, source, statistic)`` with ``source`` = ``simulation`` then
+        each method; ``ci_low`` / ``ci_high(architecture, statistic)`` of the simulation
+        (Student t across replications); ``rel_error`` and ``verdict`` per method;
+        ``offered_load``, ``utilisation``, ``stable``, ``n_measured(architecture)``;
+        ``ttft_quantile(architecture, kind, prob)`` for distribution plots.
+    """
+    # every quantile the report draws is taken per replication, so no request is kept
+    qs = tuple(sorted(set(config.quantiles) | set(np.round(CDF_PROBS, 6).tolist())))
+    config = replace(config, quantiles=qs)
+    cmp = compare(config, engine=engine, keep_requests=False)
+    sims = {"mono": cmp.mono, "disagg": cmp.disagg}
+    clusters = {"mono": config.cluster_mono, "disagg": config.cluster_disagg}
+    sources = ("simulation", *methods)
+    shape = (len(ARCHITECTURES), len(sources), len(STATISTICS))
+    value = np.full(shape, np.nan)
+    ci = np.full((2, len(ARCHITECTURES), len(STATISTICS)), np.nan)
+    load = np.zeros(len(ARCHITECTURES))
+    util = np.zeros(len(ARCHITECTURES))
+    n_measured = np.zeros(len(ARCHITECTURES))
+    dist = np.full((len(ARCHITECTURES), 2, len(CDF_PROBS)), np.nan)
+    for a, arch in enumerate(ARCHITECTURES):
+        res = sims[arch]
+        res.confidence = confidence
+        summary, cis = res.summary, res.ci
+        pools = [k[len("offered_load_"):] for k in summary if k.startswith("offered_load_")]
+        load[a] = max(summary[f"offered_load_{p}"] for p in pools)
+        util[a] = max(summary[f"utilisation_{p}"] for p in pools)
+        n_measured[a] = summary["n_measured"]
+        for s, stat in enumerate(STATISTICS):
+            value[a, 0, s] = summary[stat]
+            ci[:, a, s] = cis[stat]
+        dist[a, 0] = [summary[quantile_key(q, "ttft_s")] for q in np.round(CDF_PROBS, 6)]
+        for m, method in enumerate(methods, start=1):
+            est = analytic.estimate(config.workload, clusters[arch], method)
+            value[a, m, 0] = est.mean_ttft_s
+            value[a, m, 1:] = est.quantile([0.5, 0.9, 0.99])
+            if method == analytic.DEFAULT_METHOD:
+                dist[a, 1] = est.quantile(CDF_PROBS)
+    stable = load < 1.0
+    sim_mean = value[:, :1, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = (value - sim_mean) / sim_mean
+    codes = verdict(value, ci[0][:, None, :], ci[1][:, None, :], stable[:, None, None],
+                    thresholds)
+    codes[:, 0, :] = MISSING_VERDICT  # the simulation is the reference, not judged
+    rel[:, 0, :] = 0.0
+    dims3 = ("architecture", "source", "statistic")
+    ds = xr.Dataset(
+        {
+            "value": (dims3, value, {"units": "s", "long_name": "TTFT statistic"}),
+            "ci_low": (("architecture", "statistic"), ci[0],
+                       {"units": "s", "long_name": f"simulation {confidence:.0%} CI low"}),
+            "ci_high": (("architecture", "statistic"), ci[1],
+                        {"units": "s", "long_name": f"simulation {confidence:.0%} CI high"}),
+            "rel_error": (dims3, rel, {"units": "1",
+                                       "long_name": "relative error vs simulation mean"}),
+            "verdict": (dims3, codes, {
+                "long_name": "agreement with the simulation",
+                "flag_values": np.array(list(VERDICTS.values()), dtype=np.int8),
+                "flag_meanings": " ".join(VERDICTS),
+                "missing_value_meaning": "-1: reference, no CI or failed point"}),
+            "offered_load": ("architecture", load,
+                             {"units": "1", "long_name": "offered load (busiest pool)"}),
+            "utilisation": ("architecture", util,
+                            {"units": "1", "long_name": "simulated utilisation (busiest pool)"}),
+            "stable": ("architecture", stable.astype(np.int8),
+                       {"long_name": "offered load < 1 in every pool"}),
+            "n_measured": ("architecture", n_measured,
+                           {"long_name": "measured requests (all replications, mean)"}),
+            "ttft_quantile": (("architecture", "kind", "prob"), dist,
+                              {"units": "s", "long_name": "TTFT quantile"}),
+        },
+        coords={
+            "architecture": list(ARCHITECTURES),
+            "source": list(sources),
+            "statistic": list(STATISTICS),
+            "kind": ["simulation", f"analytic ({analytic.DEFAULT_METHOD})"],
+            "prob": ("prob", CDF_PROBS, {"long_name": "probability", "units": "1"}),
+        },
+    )
+    ds["statistic"].attrs["long_names"] = ", ".join(_LONG[s] for s in STATISTICS)
+    return ds
+
+
+def format_table(ds: xr.Dataset) -> str:
+    """A plain-text table of one point: simulation with CI, each method, error, verdict."""
+    names = {v: k for k, v in VERDICTS.items()}
+    lines = []
+    for arch in ds.architecture.values:
+        d = ds.sel(architecture=arch)
+        lines.append(f"{arch}: offered load {float(d.offered_load):.3f}, "
+                     f"{int(d.n_measured)} measured requests per replication")
+        head = f"  {'statistic':<12}{'simulation (95% CI)':>30}"
+        for src in ds.source.values[1:]:
+            head += f"{src:>24}"
+        lines.append(head)
+        for stat in ds.statistic.values:
+            sim = float(d.value.sel(source="simulation", statistic=stat))
+            lo, hi = float(d.ci_low.sel(statistic=stat)), float(d.ci_high.sel(statistic=stat))
+            row = f"  {stat:<12}{sim:>10.4f} [{lo:.4f}, {hi:.4f}]"
+            row = f"{row:<44}"
+            for src in ds.source.values[1:]:
+                v = float(d.value.sel(source=src, statistic=stat))
+                e = float(d.rel_error.sel(source=src, statistic=stat))
+                code = int(d.verdict.sel(source=src, statistic=stat))
+                word = names.get(code, "n/a")
+                row += f"{v:>9.4f} {e:+7.1%} {word:<6}"
+            lines.append(row)
+    return "\n".join(lines)
