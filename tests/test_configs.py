@@ -44,3 +44,30 @@ def test_every_token_mode_composes(group, option, values):
     cfg = _compose([f"{group}={option}", *(f"{group}.{k}={v}" for k, v in values.items())])
     dist = getattr(to_sim_config(cfg).workload, group)
     assert dist.mode == option
+
+
+SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_every_sweep_composes_and_every_point_validates(name):
+    """Expand each sweep as Hydra's basic sweeper would and validate every point."""
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from validate.app import build_point
+    from validate.callbacks import sweep_overrides
+
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(config_name="validate", overrides=[f"+sweep={name}"],
+                      return_hydra_config=True)
+        assert cfg.hydra.mode.name == "MULTIRUN"
+        jobs = sweep_overrides(cfg)
+        assert len(jobs) >= 3
+        loader = GlobalHydra.instance().config_loader()
+        for overrides in jobs:
+            job = loader.load_sweep_config(cfg, overrides)
+            with open_dict(job):
+                del job["hydra"]
+            config, options = build_point(job)
+            assert config.mode == "both" and config.replications >= 2

@@ -21,6 +21,13 @@ def test_python_example_runs(monkeypatch, capsys):
     assert "mean TTFT" in out and "disagg P99 TTFT in [" in out
 
 
+def test_fragments_are_only_those_that_need_a_sweep_folder():
+    """``py`` blocks are fragments that read a sweep's output; every other Python block
+    runs above. Nothing else may hide in a ``py`` block."""
+    for code in _blocks("py"):
+        assert "<date_time>" in code, code
+
+
 def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
     quick = README.split("## Quick start", 1)[1].split("##", 1)[0]
     commands = _blocks_in(quick)

@@ -1,0 +1,182 @@
+"""The validation harness end to end: sweeps, the combined dataset, verdicts, reports,
+failures that lose nothing, launchers that agree."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from validate.combine import combine_sweep
+from validate.point import VERDICTS, Thresholds, verdict
+
+ROOT = Path(__file__).parent.parent
+TINY = ["sim_seconds=400", "warmup_seconds=40", "replications=3",
+        "validation.methods=[kimura,mmc]"]
+
+
+def run_validate(*args, cwd=ROOT, env=None):
+    return subprocess.run([sys.executable, "-m", "validate", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+# ------------------------------------------------------------------ verdict logic
+def test_verdict_on_constructed_data():
+    th = Thresholds(tolerance=0.05, band=0.15)
+    lo, hi = 1.0, 1.2
+    cases = {1.1: "agree", 0.96: "agree", 1.25: "agree", 0.9: "close", 1.37: "close",
+             0.84: "diverge", 1.4: "diverge"}
+    for value, expected in cases.items():
+        got = int(verdict(np.array(value), lo, hi, True, th))
+        assert got == VERDICTS[expected], f"{value}: {got}"
+    assert int(verdict(np.array(1.1), lo, hi, False, th)) == VERDICTS["unstable"]
+    assert int(verdict(np.array(np.inf), lo, hi, False, th)) == VERDICTS["unstable"]
+    assert int(verdict(np.array(1.1), np.nan, np.nan, True, th)) == -1
+
+
+def test_thresholds_are_checked():
+    with pytest.raises(ValueError, match="validation.band = 0.01: must be >= "):
+        Thresholds(tolerance=0.05, band=0.01)
+    with pytest.raises(ValueError, match=r"validation.tolerance = -0.1: must be a number"):
+        Thresholds(tolerance=-0.1)
+
+
+# ------------------------------------------------------------------ a tiny sweep
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep") / "basic"
+    proc = run_validate("+sweep=rates", "arrival.rate_per_s=1,5.7,4", *TINY,
+                        f"hydra.sweep.dir={folder}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return folder
+
+
+def test_tiny_multirun_dataset(tiny_sweep):
+    ds = xr.load_dataset(tiny_sweep / "dataset.nc")
+    assert ds.arrival_rate_per_s.values.tolist() == [1.0, 4.0, 5.7]
+    assert ds.source.values.tolist() == ["simulation", "kimura", "mmc"]
+    assert ds.statistic.values.tolist() == ["mean_ttft_s", "p50_ttft_s", "p90_ttft_s",
+                                            "p99_ttft_s"]
+    for var in ("value", "ci_low", "ci_high", "rel_error", "verdict", "offered_load",
+                "utilisation", "ttft_quantile"):
+        assert var in ds, var
+    assert ds.value.attrs["units"] == "s" and ds.value.attrs["long_name"]
+    assert ds.attrs["engine"] == "fast" and ds.attrs["replications"] == 3
+    assert "arrival" in ds.attrs["config_yaml"] and ds.attrs["n_failed"] == 0
+    # 5.7 req/s saturates the 2 + 2 disaggregated decode pool: unstable, analytic inf
+    d = ds.sel(arrival_rate_per_s=5.7, architecture="disagg")
+    assert int(d.stable) == 0
+    assert np.all(d.verdict.sel(source=["kimura", "mmc"]) == VERDICTS["unstable"])
+    assert np.isinf(d.value.sel(source="kimura")).all()
+    assert np.isfinite(d.value.sel(source="simulation")).all()
+    # stable points carry a CI around the simulated mean
+    m = ds.sel(arrival_rate_per_s=1.0, architecture="mono", statistic="mean_ttft_s")
+    assert float(m.ci_low) < float(m.value.sel(source="simulation")) < float(m.ci_high)
+
+
+def test_tiny_multirun_report(tiny_sweep):
+    html = (tiny_sweep / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5  # figures and formulas embedded
+    md = (tiny_sweep / "report.md").read_text()
+    assert "| method | architecture | region |" in md
+    assert "$$" in md
+    for name in ("statistics_0.png", "architectures_0.png", "errors.png",
+                 "distributions.png"):
+        assert (tiny_sweep / "figures" / name).stat().st_size > 10_000
+
+
+def test_report_rebuilds_from_the_dataset_alone(tiny_sweep, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "reports", str(tiny_sweep / "dataset.nc"),
+                           "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "figures").is_dir()
+
+
+def test_combine_reruns_on_a_partial_folder(tiny_sweep, tmp_path):
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_sweep, partial)
+    (partial / "1" / "result.nc").unlink()  # as if job 1 had been interrupted
+    ds = combine_sweep(partial)
+    assert ds.attrs["n_points"] == 2
+    assert sorted(ds.arrival_rate_per_s.values.tolist()) == [1.0, 4.0] or \
+        sorted(ds.arrival_rate_per_s.values.tolist()) == [1.0, 5.7]
+    proc = subprocess.run([sys.executable, "-m", "validate.combine", str(partial)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "2 points combined" in proc.stdout
+
+
+def test_joblib_launcher_gives_the_same_dataset(tiny_sweep, tmp_path):
+    folder = tmp_path / "joblib"
+    proc = run_validate("+sweep=rates", "arrival.rate_per_s=1,5.7,4", *TINY,
+                        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                        f"hydra.sweep.dir={folder}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a = xr.load_dataset(tiny_sweep / "dataset.nc")
+    b = xr.load_dataset(folder / "dataset.nc")
+    xr.testing.assert_equal(a[["value", "ci_low", "ci_high", "verdict"]],
+                            b[["value", "ci_low", "ci_high", "verdict"]])
+
+
+# ------------------------------------------------------------------ nothing lost
+def test_a_failing_point_leaves_the_rest(tmp_path):
+    """Inject a failure into one point (a sitecustomize that wraps run_point)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(textwrap.dedent("""
+        import validate.point as p
+        _orig = p.run_point
+        def run_point(config, **kw):
+            if config.workload.arrival_rate_per_s == 2.0:
+                raise RuntimeError("injected failure")
+            return _orig(config, **kw)
+        p.run_point = run_point
+    """))
+    import os
+
+    env = {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"}
+    folder = tmp_path / "sweep"
+    proc = run_validate("+sweep=rates", "arrival.rate_per_s=1,2,3", *TINY,
+                        f"hydra.sweep.dir={folder}", env=env)
+    assert proc.returncode == 1, "a sweep with a failed point must not exit 0"
+    assert "1 sweep point(s) failed" in proc.stderr
+    ds = xr.load_dataset(folder / "dataset.nc")
+    assert ds.arrival_rate_per_s.values.tolist() == [1.0, 3.0]
+    failed = json.loads(ds.attrs["failed_points"])
+    assert len(failed) == 1 and "injected failure" in failed[0]["error"]
+    assert "injected failure" in (folder / "report.md").read_text()
+
+
+def test_bad_sweep_point_fails_before_any_job(tmp_path):
+    folder = tmp_path / "sweep"
+    proc = run_validate("+sweep=rates", "arrival.rate_per_s=1,-2", *TINY,
+                        f"hydra.sweep.dir={folder}")
+    assert proc.returncode == 2
+    assert "error: arrival.rate_per_s = -2.0: must be > 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not any(p.is_dir() for p in folder.glob("*")), "a job ran before validation"
+
+
+def test_single_point_prints_table_and_writes_outputs(tmp_path):
+    proc = run_validate(*TINY, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "mean_ttft_s" in proc.stdout and "simulation (95% CI)" in proc.stdout
+    assert (tmp_path / "dataset.nc").is_file() and (tmp_path / "report.html").is_file()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["replications=1"], "replications = 1: must be >= 2"),
+    (["validation.methods=[kimura,bogus]"], "validation.methods = ['kimura', 'bogus']"),
+    (["validation.total_gpus=1"], "validation.total_gpus = 1: must be a whole number >= 2"),
+    (["validation.rate_per_gpu=2"], "validation.rate_per_gpu = 2.0: needs validation.total_gpus"),
+])
+def test_bad_validation_settings(args, message, tmp_path):
+    proc = run_validate(*TINY, *args, f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 2
+    assert message in proc.stderr
