@@ -144,6 +144,27 @@ def _pool_intervals(rec: RequestRecords, cluster: Cluster):
     }
 
 
+class _MeasuredView:
+    """The measured requests' columns, each selected (copied) only when first used."""
+
+    def __init__(self, rec: RequestRecords) -> None:
+        self._rec = rec
+        self._all = bool(rec.measured.all())
+        self._n = len(rec) if self._all else int(np.count_nonzero(rec.measured))
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._cache:
+            col = getattr(self._rec, name)
+            self._cache[name] = col if self._all else col[self._rec.measured]
+        return self._cache[name]
+
+
 def summarise(rec: RequestRecords, cluster: Cluster, window_s: tuple[float, float],
               quantiles: Sequence[float], load: dict[str, float]) -> dict[str, float]:
     """Summary statistics of one run.
@@ -157,7 +178,7 @@ def summarise(rec: RequestRecords, cluster: Cluster, window_s: tuple[float, floa
     """
     lo, hi = window_s
     span = hi - lo
-    m = rec.select(rec.measured)
+    m = _MeasuredView(rec)
     out: dict[str, float] = {"n_requests": float(len(rec)), "n_measured": float(len(m))}
     qs = sorted(set(quantiles) | {0.5, 0.9, 0.99})
 

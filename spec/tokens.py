@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from scipy import special
@@ -197,6 +198,13 @@ class TokenDist:
         return k, probs
 
     def raw_moment(self, order: int) -> float:
+        """Exact ``E[N^order]`` for ``order`` in 1..4 (cached per distribution).
+
+        See :func:`_raw_moment` for the method.
+        """
+        return _raw_moment(self, _check.whole("order", order, low=1, high=4))
+
+    def _raw_moment_uncached(self, order: int) -> float:
         """Exact ``E[N^order]`` for ``order`` in 1..4.
 
         The pmf is summed explicitly up to ``K`` (see :meth:`pmf`); the tail beyond
@@ -206,7 +214,6 @@ class TokenDist:
         rounding, plus the Euler-Maclaurin boundary term ``k a^(k-1) f(a) / 12`` of the cut
         at ``a``. The tail holds below ``1e-12`` of the moment for ``sigma <= 2``.
         """
-        order = _check.whole("order", order, low=1, high=4)
         values, probs = self.pmf()
         head = float(np.sum(values.astype(np.float64) ** order * probs))
         if self.sigma_log == 0.0:
@@ -251,3 +258,9 @@ class TokenDist:
         """Exact ``Var[N]``."""
         m1 = self.raw_moment(1)
         return max(self.raw_moment(2) - m1 * m1, 0.0)
+
+
+@lru_cache(maxsize=512)
+def _raw_moment(dist: TokenDist, order: int) -> float:
+    """Cache of :meth:`TokenDist.raw_moment`: the exact sums touch millions of terms."""
+    return dist._raw_moment_uncached(order)
