@@ -32,11 +32,12 @@ from .requests import Requests
 
 
 @njit(cache=True, nogil=True)
-def _fifo_starts_compiled(ready: np.ndarray, hold: np.ndarray, servers: int) -> np.ndarray:
-    """The recursion with an array binary min-heap (numba; cached on disk)."""
+def _fifo_kernel(ready: np.ndarray, hold: np.ndarray, heap: np.ndarray) -> np.ndarray:
+    """The recursion with an array binary min-heap of server-free times, updated in place
+    (so a long run can be fed in pieces). Compiled by numba and cached on disk."""
     n = ready.shape[0]
+    servers = heap.shape[0]
     starts = np.empty(n)
-    heap = np.zeros(servers)
     for i in range(n):
         f = heap[0]
         t = ready[i]
@@ -80,8 +81,13 @@ def fifo_starts(ready_s: np.ndarray, hold_s: np.ndarray, servers: int) -> np.nda
     ``start_i + hold_i``. Compiled with numba (first call compiles, then the machine code
     is cached beside the module); :func:`fifo_starts_python` is the same in pure Python.
     """
-    return _fifo_starts_compiled(np.ascontiguousarray(ready_s, dtype=np.float64),
-                                 np.ascontiguousarray(hold_s, dtype=np.float64), int(servers))
+    return fifo_continue(ready_s, hold_s, np.zeros(int(servers)))
+
+
+def fifo_continue(ready_s: np.ndarray, hold_s: np.ndarray, heap: np.ndarray) -> np.ndarray:
+    """:func:`fifo_starts` from a given heap of server-free times, which it updates."""
+    return _fifo_kernel(np.ascontiguousarray(ready_s, dtype=np.float64),
+                        np.ascontiguousarray(hold_s, dtype=np.float64), heap)
 
 
 def simulate_mono_fast(requests: Requests, cluster: MonolithicCluster) -> StageTimes:

@@ -144,30 +144,8 @@ def _pool_intervals(rec: RequestRecords, cluster: Cluster):
     }
 
 
-class _MeasuredView:
-    """The measured requests' columns, each selected (copied) only when first used."""
-
-    def __init__(self, rec: RequestRecords) -> None:
-        self._rec = rec
-        self._all = bool(rec.measured.all())
-        self._n = len(rec) if self._all else int(np.count_nonzero(rec.measured))
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getattr__(self, name: str) -> np.ndarray:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name not in self._cache:
-            col = getattr(self._rec, name)
-            self._cache[name] = col if self._all else col[self._rec.measured]
-        return self._cache[name]
-
-
-def summarise(rec: RequestRecords, cluster: Cluster, window_s: tuple[float, float],
-              quantiles: Sequence[float], load: dict[str, float]) -> dict[str, float]:
-    """Summary statistics of one run.
+class Summary:
+    """Summary statistics built batch by batch (a whole run is one batch).
 
     TTFT, wait and latency statistics are over measured requests (arrival after the
     warm-up). Utilisation, time-average queue length and throughput are time averages over
@@ -175,43 +153,93 @@ def summarise(rec: RequestRecords, cluster: Cluster, window_s: tuple[float, floa
     ``utilisation = busy GPU-seconds / (c * window)``,
     ``mean_queue_len = waiting request-seconds / window``,
     ``throughput_rps = requests finishing in the window / window``.
+
+    Only what the statistics need is kept: the measured requests' TTFT, waits and
+    end-to-end latency (for quantiles, 32 bytes a request) and running sums.
     """
-    lo, hi = window_s
-    span = hi - lo
-    m = _MeasuredView(rec)
-    out: dict[str, float] = {"n_requests": float(len(rec)), "n_measured": float(len(m))}
-    qs = sorted(set(quantiles) | {0.5, 0.9, 0.99})
 
-    def dist(name: str, values: np.ndarray, with_quantiles: Sequence[float]) -> None:
-        if len(values) == 0:
-            out[f"mean_{name}"] = math.nan
-            for q in with_quantiles:
-                out[quantile_key(q, name)] = math.nan
-            return
-        out[f"mean_{name}"] = float(values.mean())
-        for q, v in zip(with_quantiles, np.quantile(values, with_quantiles), strict=True):
-            out[quantile_key(q, name)] = float(v)
+    KEPT = ("ttft_s", "prefill_wait_s", "decode_wait_s", "e2e_s")
+    SUMMED = ("prefill_s", "transfer_s", "decode_s")
 
-    dist("ttft_s", m.ttft_s, qs)
-    out["std_ttft_s"] = float(m.ttft_s.std(ddof=1)) if len(m) > 1 else math.nan
-    out["max_ttft_s"] = float(m.ttft_s.max()) if len(m) else math.nan
-    dist("prefill_wait_s", m.prefill_wait_s, (0.5, 0.99))
-    dist("decode_wait_s", m.decode_wait_s, (0.5, 0.99))
-    dist("e2e_s", m.e2e_s, (0.5, 0.99))
-    out["mean_wait_s"] = float((m.prefill_wait_s + m.decode_wait_s).mean()) if len(m) \
-        else math.nan
-    out["prob_wait_prefill"] = float((m.prefill_wait_s > 0).mean()) if len(m) else math.nan
-    out["prob_wait_decode"] = float((m.decode_wait_s > 0).mean()) if len(m) else math.nan
-    for name in ("prefill_s", "transfer_s", "decode_s"):
-        out[f"mean_{name}"] = float(getattr(m, name).mean()) if len(m) else math.nan
-    finish = rec.arrival_s + rec.e2e_s
-    out["throughput_rps"] = float(np.count_nonzero((finish >= lo) & (finish < hi))) / span
-    for pool, (servers, w0, w1, b0, b1) in _pool_intervals(rec, cluster).items():
-        out[f"utilisation_{pool}"] = _overlap(b0, b1, lo, hi) / (servers * span)
-        out[f"mean_queue_len_{pool}"] = _overlap(w0, w1, lo, hi) / span
-        out[f"offered_load_{pool}"] = float(load[pool])
-    out["stable"] = float(all(v < 1.0 for v in load.values()))
-    return out
+    def __init__(self, cluster: Cluster, window_s: tuple[float, float],
+                 quantiles: Sequence[float], load: dict[str, float]) -> None:
+        self.cluster, self.window, self.load = cluster, window_s, load
+        self.quantiles = sorted(set(quantiles) | {0.5, 0.9, 0.99})
+        self.n_requests = 0
+        self.kept: dict[str, list[np.ndarray]] = {k: [] for k in self.KEPT}
+        self.sums = dict.fromkeys(self.SUMMED, 0.0)
+        self.finished = 0
+        self.busy = dict.fromkeys(pool_names(cluster), 0.0)
+        self.waiting = dict.fromkeys(pool_names(cluster), 0.0)
+
+    def add(self, rec: RequestRecords) -> Summary:
+        """Account for a batch of requests whose every stage is known."""
+        lo, hi = self.window
+        self.n_requests += len(rec)
+        everyone = bool(rec.measured.all())
+        for name in self.KEPT:
+            col = getattr(rec, name)
+            self.kept[name].append(col if everyone else col[rec.measured])
+        for name in self.SUMMED:
+            col = getattr(rec, name)
+            self.sums[name] += float((col if everyone else col[rec.measured]).sum())
+        finish = rec.arrival_s + rec.e2e_s
+        self.finished += int(np.count_nonzero((finish >= lo) & (finish < hi)))
+        for pool, (_, w0, w1, b0, b1) in _pool_intervals(rec, self.cluster).items():
+            self.busy[pool] += _overlap(b0, b1, lo, hi)
+            self.waiting[pool] += _overlap(w0, w1, lo, hi)
+        return self
+
+    def result(self) -> dict[str, float]:
+        lo, hi = self.window
+        span = hi - lo
+        m = {k: np.concatenate(v) if len(v) != 1 else v[0] for k, v in self.kept.items()}
+        n = len(m["ttft_s"])
+        out: dict[str, float] = {"n_requests": float(self.n_requests), "n_measured": float(n)}
+
+        def dist(name: str, with_quantiles: Sequence[float]) -> None:
+            values = m[name]
+            out[f"mean_{name}"] = float(values.mean()) if n else math.nan
+            qv = np.quantile(values, with_quantiles) if n else [math.nan] * len(with_quantiles)
+            for q, v in zip(with_quantiles, qv, strict=True):
+                out[quantile_key(q, name)] = float(v)
+
+        dist("ttft_s", self.quantiles)
+        out["std_ttft_s"] = float(m["ttft_s"].std(ddof=1)) if n > 1 else math.nan
+        out["max_ttft_s"] = float(m["ttft_s"].max()) if n else math.nan
+        dist("prefill_wait_s", (0.5, 0.99))
+        if isinstance(self.cluster, MonolithicCluster):  # no decode queue: all zero
+            out.update({"mean_decode_wait_s": 0.0 if n else math.nan,
+                        "p50_decode_wait_s": 0.0 if n else math.nan,
+                        "p99_decode_wait_s": 0.0 if n else math.nan})
+        else:
+            dist("decode_wait_s", (0.5, 0.99))
+        dist("e2e_s", (0.5, 0.99))
+        out["mean_wait_s"] = out["mean_prefill_wait_s"] + out["mean_decode_wait_s"]
+        out["prob_wait_prefill"] = float((m["prefill_wait_s"] > 0).mean()) if n else math.nan
+        out["prob_wait_decode"] = float((m["decode_wait_s"] > 0).mean()) if n else math.nan
+        for name in self.SUMMED:
+            out[f"mean_{name}"] = self.sums[name] / n if n else math.nan
+        out["throughput_rps"] = self.finished / span
+        servers = dict(zip(pool_names(self.cluster), _servers(self.cluster), strict=True))
+        for pool in pool_names(self.cluster):
+            out[f"utilisation_{pool}"] = self.busy[pool] / (servers[pool] * span)
+            out[f"mean_queue_len_{pool}"] = self.waiting[pool] / span
+            out[f"offered_load_{pool}"] = float(self.load[pool])
+        out["stable"] = float(all(v < 1.0 for v in self.load.values()))
+        return out
+
+
+def _servers(cluster: Cluster) -> tuple[int, ...]:
+    if isinstance(cluster, MonolithicCluster):
+        return (cluster.num_gpus,)
+    return (cluster.prefill_gpus, cluster.decode_gpus)
+
+
+def summarise(rec: RequestRecords, cluster: Cluster, window_s: tuple[float, float],
+              quantiles: Sequence[float], load: dict[str, float]) -> dict[str, float]:
+    """Summary statistics of one run (see :class:`Summary` for what each one means)."""
+    return Summary(cluster, window_s, quantiles, load).add(rec).result()
 
 
 def confidence_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:

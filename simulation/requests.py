@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,28 +86,32 @@ def child_seeds(ss: np.random.SeedSequence, n: int) -> list[np.random.SeedSequen
                                    pool_size=ss.pool_size) for i in range(n)]
 
 
-def poisson_arrivals(rng: np.random.Generator, rate_per_s: float,
-                     horizon_s: float) -> np.ndarray:
-    """Arrival times of a Poisson process of ``rate_per_s`` on ``[0, horizon_s)``.
+def iter_poisson_arrivals(rng: np.random.Generator, rate_per_s: float, horizon_s: float,
+                          block: int = 1 << 20):
+    """Arrival times of a Poisson process on ``[0, horizon_s)``, ``block`` gaps at a time.
 
-    Exponential gaps are drawn in chunks and accumulated sequentially
-    (``t_i = t_{i-1} + gap_i``, as an event loop would).
+    Gaps are exponential and accumulated sequentially (``t_i = t_{i-1} + gap_i``, as an
+    event loop would); the values do not depend on ``block``, only the pieces do.
     """
-    mean_n = rate_per_s * horizon_s
-    chunk = int(mean_n + 6.0 * math.sqrt(mean_n) + 16)
-    parts: list[np.ndarray] = []
     last = 0.0
     while True:
-        gaps = rng.exponential(1.0 / rate_per_s, chunk)
+        gaps = rng.exponential(1.0 / rate_per_s, block)
         gaps[0] += last
         t = np.cumsum(gaps)
         if t[-1] >= horizon_s:
-            parts.append(t[: np.searchsorted(t, horizon_s, side="left")])
-            break
-        parts.append(t)
+            piece = t[: np.searchsorted(t, horizon_s, side="left")]
+            if len(piece):
+                yield piece
+            return
+        yield t
         last = float(t[-1])
-        chunk = max(1024, chunk // 4)
-    return np.concatenate(parts)
+
+
+def poisson_arrivals(rng: np.random.Generator, rate_per_s: float,
+                     horizon_s: float) -> np.ndarray:
+    """All arrival times of :func:`iter_poisson_arrivals` in one array."""
+    parts = list(iter_poisson_arrivals(rng, rate_per_s, horizon_s))
+    return np.concatenate(parts) if parts else np.empty(0)
 
 
 def generate_requests(workload: Workload, sim_seconds: float,

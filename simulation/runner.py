@@ -31,6 +31,7 @@ from .metrics import (
 )
 from .model import simulate_disagg, simulate_mono
 from .requests import Requests, generate_requests, load_trace, spawn_seeds
+from .stream import stream_replication
 
 #: ``simpy``: the general event-driven model; ``fast``: the exact FIFO recursion
 #: (:mod:`simulation.fast`), the same numbers many times faster.
@@ -167,7 +168,15 @@ def _run_replicated(config: SimConfig, clusters: Sequence[Cluster], *, keep_requ
         progress = _auto_progress(w.arrival_rate_per_s * config.sim_seconds)
     results = [SimulationResult(c, [], [], engine=engine, seed=config.random_seed)
                for c in clusters]
+    loads = [offered_load(r.cluster, w.arrival_rate_per_s, *load_inputs) for r in results]
     for ss in spawn_seeds(config.random_seed, config.replications):
+        if engine == "fast" and not keep_requests:  # bounded memory, same numbers
+            summaries = stream_replication(w, config.sim_seconds, ss,
+                                           [r.cluster for r in results],
+                                           config.warmup_seconds, config.quantiles, loads)
+            for res, summary in zip(results, summaries, strict=True):
+                res.replications.append(summary)
+            continue
         requests = generate_requests(w, config.sim_seconds, ss)
         for res in results:
             rec = run_requests(requests, res.cluster, engine=engine,

@@ -1,0 +1,115 @@
+"""Streaming runs of the fast engine: requests are drawn, simulated and summarised a
+block at a time, so memory grows only with what the summary keeps (the measured
+requests' TTFT, waits and latency: 32 bytes a request), not with every column.
+
+Same numbers as the whole-array path (same random streams, same recursion): the
+arrival gaps and token draws are sequential whatever the block size, the server heaps
+carry over between blocks, and in the disaggregated tandem a request joins the decode
+queue only once no later arrival can become ready before it (ready times exceed arrival
+times, so everything ready by a block's last arrival is final).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from spec import Cluster, DisaggregatedCluster, MonolithicCluster, Workload
+
+from .fast import fifo_continue
+from .metrics import RequestRecords, Summary, build_records
+from .model import StageTimes
+from .requests import Requests, child_seeds, iter_poisson_arrivals
+
+BLOCK = 1 << 20
+
+
+class _Mono:
+    def __init__(self, cluster: MonolithicCluster, warmup_s: float) -> None:
+        self.cluster, self.warmup = cluster, warmup_s
+        self.heap = np.zeros(cluster.num_gpus)
+
+    def feed(self, req: Requests, last_arrival: float) -> Iterator[RequestRecords]:
+        c = self.cluster
+        hold = req.prompt_tokens / c.prefill_tokens_per_s + req.output_tokens / \
+            c.decode_tokens_per_s
+        starts = fifo_continue(req.arrival_s, hold, self.heap)
+        empty = np.empty(0)
+        yield build_records(req, c, StageTimes(starts, empty, empty), self.warmup)
+
+    def flush(self) -> Iterator[RequestRecords]:
+        return iter(())
+
+
+class _Disagg:
+    def __init__(self, cluster: DisaggregatedCluster, warmup_s: float) -> None:
+        self.cluster, self.warmup = cluster, warmup_s
+        self.heap1 = np.zeros(cluster.prefill_gpus)
+        self.heap2 = np.zeros(cluster.decode_gpus)
+        self.offset = 0
+        self.pending: dict[str, np.ndarray] = {}
+
+    def feed(self, req: Requests, last_arrival: float) -> Iterator[RequestRecords]:
+        c = self.cluster
+        prefill = req.prompt_tokens / c.prefill_tokens_per_s
+        p_start = fifo_continue(req.arrival_s, prefill, self.heap1)
+        p_end = p_start + prefill
+        ready = p_end + req.prompt_tokens * c.kv_transfer_s_per_token \
+            if c.kv_transfer_s_per_token > 0.0 else p_end
+        new = {"index": np.arange(self.offset, self.offset + len(req)),
+               "arrival": req.arrival_s, "prompt": req.prompt_tokens,
+               "output": req.output_tokens, "p_start": p_start, "p_end": p_end,
+               "ready": ready}
+        self.offset += len(req)
+        self.pending = new if not self.pending else \
+            {k: np.concatenate((self.pending[k], v)) for k, v in new.items()}
+        yield from self._decode(self.pending["ready"] <= last_arrival)
+
+    def flush(self) -> Iterator[RequestRecords]:
+        if self.pending:
+            yield from self._decode(np.ones(len(self.pending["ready"]), dtype=bool))
+
+    def _decode(self, safe: np.ndarray) -> Iterator[RequestRecords]:
+        if not np.any(safe):
+            return
+        go = {k: v[safe] for k, v in self.pending.items()}
+        self.pending = {k: v[~safe] for k, v in self.pending.items()}
+        order = np.lexsort((go["index"], go["p_end"], go["ready"]))
+        c = self.cluster
+        d_start = np.empty(len(order))
+        d_start[order] = fifo_continue(go["ready"][order],
+                                       go["output"][order] / c.decode_tokens_per_s, self.heap2)
+        # records in arrival order (the pending buffer keeps it): a valid request stream
+        req = Requests(go["arrival"], go["prompt"], go["output"])
+        yield build_records(req, c, StageTimes(go["p_start"], go["ready"], d_start),
+                            self.warmup)
+
+
+def stream_replication(workload: Workload, sim_seconds: float, seed: np.random.SeedSequence,
+                       clusters: Sequence[Cluster], warmup_s: float,
+                       quantiles: Sequence[float], loads: Sequence[dict[str, float]],
+                       block: int | None = None) -> list[dict[str, float]]:
+    """One replication of every cluster on the same request stream, block by block.
+
+    Returns one summary dict per cluster, equal to the whole-array path's.
+    """
+    block = BLOCK if block is None else block
+    arr_ss, prompt_ss, output_ss = child_seeds(seed, 3)
+    rng_a, rng_p, rng_o = (np.random.default_rng(s) for s in (arr_ss, prompt_ss, output_ss))
+    states = [_Mono(c, warmup_s) if isinstance(c, MonolithicCluster) else _Disagg(c, warmup_s)
+              for c in clusters]
+    summaries = [Summary(c, (warmup_s, sim_seconds), quantiles, load)
+                 for c, load in zip(clusters, loads, strict=True)]
+    for arrivals in iter_poisson_arrivals(rng_a, workload.arrival_rate_per_s, sim_seconds,
+                                          block):
+        n = len(arrivals)
+        req = Requests(arrivals, workload.prompt_tokens.sample(rng_p, n),
+                       workload.output_tokens.sample(rng_o, n))
+        for state, summary in zip(states, summaries, strict=True):
+            for rec in state.feed(req, float(arrivals[-1])):
+                summary.add(rec)
+    for state, summary in zip(states, summaries, strict=True):
+        for rec in state.flush():
+            summary.add(rec)
+    return [s.result() for s in summaries]
