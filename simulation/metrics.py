@@ -190,36 +190,42 @@ class Summary:
             self.waiting[pool] += _overlap(w0, w1, lo, hi)
         return self
 
+    def _column(self, name: str) -> np.ndarray:
+        """One kept column as one array; its pieces are released (memory: one copy)."""
+        parts = self.kept[name]
+        self.kept[name] = []
+        return parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else \
+            np.empty(0)
+
     def result(self) -> dict[str, float]:
+        """The statistics (call once: the kept columns are consumed)."""
         lo, hi = self.window
         span = hi - lo
-        m = {k: np.concatenate(v) if len(v) != 1 else v[0] for k, v in self.kept.items()}
-        n = len(m["ttft_s"])
+        n = sum(len(p) for p in self.kept["ttft_s"])
         out: dict[str, float] = {"n_requests": float(self.n_requests), "n_measured": float(n)}
+        nan = math.nan
 
-        def dist(name: str, with_quantiles: Sequence[float]) -> None:
-            values = m[name]
-            out[f"mean_{name}"] = float(values.mean()) if n else math.nan
-            qv = np.quantile(values, with_quantiles) if n else [math.nan] * len(with_quantiles)
+        def dist(name: str, values: np.ndarray, with_quantiles: Sequence[float]) -> None:
+            out[f"mean_{name}"] = float(values.mean()) if n else nan
+            qv = np.quantile(values, with_quantiles) if n else [nan] * len(with_quantiles)
             for q, v in zip(with_quantiles, qv, strict=True):
                 out[quantile_key(q, name)] = float(v)
 
-        dist("ttft_s", self.quantiles)
-        out["std_ttft_s"] = float(m["ttft_s"].std(ddof=1)) if n > 1 else math.nan
-        out["max_ttft_s"] = float(m["ttft_s"].max()) if n else math.nan
-        dist("prefill_wait_s", (0.5, 0.99))
-        if isinstance(self.cluster, MonolithicCluster):  # no decode queue: all zero
-            out.update({"mean_decode_wait_s": 0.0 if n else math.nan,
-                        "p50_decode_wait_s": 0.0 if n else math.nan,
-                        "p99_decode_wait_s": 0.0 if n else math.nan})
-        else:
-            dist("decode_wait_s", (0.5, 0.99))
-        dist("e2e_s", (0.5, 0.99))
+        ttft = self._column("ttft_s")
+        dist("ttft_s", ttft, self.quantiles)
+        out["std_ttft_s"] = float(ttft.std(ddof=1)) if n > 1 else nan
+        out["max_ttft_s"] = float(ttft.max()) if n else nan
+        del ttft
+        for name in ("prefill_wait_s", "decode_wait_s"):
+            values = self._column(name)
+            dist(name, values, (0.5, 0.99))
+            pool = name.split("_")[0]
+            out[f"prob_wait_{pool}"] = float(np.count_nonzero(values > 0)) / n if n else nan
+            del values
+        dist("e2e_s", self._column("e2e_s"), (0.5, 0.99))
         out["mean_wait_s"] = out["mean_prefill_wait_s"] + out["mean_decode_wait_s"]
-        out["prob_wait_prefill"] = float((m["prefill_wait_s"] > 0).mean()) if n else math.nan
-        out["prob_wait_decode"] = float((m["decode_wait_s"] > 0).mean()) if n else math.nan
         for name in self.SUMMED:
-            out[f"mean_{name}"] = self.sums[name] / n if n else math.nan
+            out[f"mean_{name}"] = self.sums[name] / n if n else nan
         out["throughput_rps"] = self.finished / span
         servers = dict(zip(pool_names(self.cluster), _servers(self.cluster), strict=True))
         for pool in pool_names(self.cluster):
