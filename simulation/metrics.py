@@ -91,12 +91,15 @@ def build_records(requests: Requests, cluster: Cluster, times: StageTimes,
         transfer = np.zeros_like(arr)
         d_wait = np.zeros_like(arr)
         d_start = times.prefill_start_s + prefill
+        # the sums below without the zero terms: adding 0.0 changes no bit
+        ttft = p_wait + prefill + first_token_s
+        e2e = p_wait + prefill + decode
     else:
         transfer = requests.prompt_tokens * cluster.kv_transfer_s_per_token
         d_wait = times.decode_start_s - times.decode_ready_s
         d_start = times.decode_start_s
-    ttft = p_wait + prefill + transfer + d_wait + first_token_s
-    e2e = p_wait + prefill + transfer + d_wait + decode
+        ttft = p_wait + prefill + transfer + d_wait + first_token_s
+        e2e = p_wait + prefill + transfer + d_wait + decode
     return RequestRecords(arr, requests.prompt_tokens, requests.output_tokens, p_wait, prefill,
                           transfer, d_wait, decode, ttft, e2e, times.prefill_start_s, d_start,
                           arr >= warmup_s)
@@ -218,6 +221,11 @@ class Summary:
         del ttft
         for name in ("prefill_wait_s", "decode_wait_s"):
             values = self._column(name)
+            if name == "decode_wait_s" and isinstance(self.cluster, MonolithicCluster):
+                zero = 0.0 if n else nan  # no decode queue: exactly zero, no sort needed
+                out.update({"mean_decode_wait_s": zero, "p50_decode_wait_s": zero,
+                            "p99_decode_wait_s": zero, "prob_wait_decode": zero})
+                continue
             dist(name, values, (0.5, 0.99))
             pool = name.split("_")[0]
             out[f"prob_wait_{pool}"] = float(np.count_nonzero(values > 0)) / n if n else nan

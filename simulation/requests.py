@@ -69,6 +69,16 @@ class Requests:
     def __len__(self) -> int:
         return len(self.arrival_s)
 
+    @classmethod
+    def _trusted(cls, arrival_s: np.ndarray, prompt_tokens: np.ndarray,
+                 output_tokens: np.ndarray) -> Requests:
+        """Skip the checks for streams valid by construction (generated here)."""
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "arrival_s", np.asarray(arrival_s, dtype=np.float64))
+        object.__setattr__(obj, "prompt_tokens", np.asarray(prompt_tokens, dtype=np.float64))
+        object.__setattr__(obj, "output_tokens", np.asarray(output_tokens, dtype=np.float64))
+        return obj
+
 
 def spawn_seeds(random_seed: int, replications: int) -> list[np.random.SeedSequence]:
     """One independent :class:`numpy.random.SeedSequence` per replication.
@@ -126,9 +136,9 @@ def generate_requests(workload: Workload, sim_seconds: float,
     arrivals = poisson_arrivals(np.random.default_rng(arr_ss), workload.arrival_rate_per_s,
                                 sim_seconds)
     n = len(arrivals)
-    prompt = workload.prompt_tokens.sample(np.random.default_rng(prompt_ss), n)
-    output = workload.output_tokens.sample(np.random.default_rng(output_ss), n)
-    return Requests(arrivals, prompt, output)
+    prompt = workload.prompt_tokens.sample_float(np.random.default_rng(prompt_ss), n)
+    output = workload.output_tokens.sample_float(np.random.default_rng(output_ss), n)
+    return Requests._trusted(arrivals, prompt, output)
 
 
 def _pick(row_keys, wanted: tuple[str, ...], path: str) -> str:

@@ -81,7 +81,7 @@ class _Disagg:
         d_start[order] = fifo_continue(go["ready"][order],
                                        go["output"][order] / c.decode_tokens_per_s, self.heap2)
         # records in arrival order (the pending buffer keeps it): a valid request stream
-        req = Requests(go["arrival"], go["prompt"], go["output"])
+        req = Requests._trusted(go["arrival"], go["prompt"], go["output"])
         yield build_records(req, c, StageTimes(go["p_start"], go["ready"], d_start),
                             self.warmup)
 
@@ -104,8 +104,8 @@ def stream_replication(workload: Workload, sim_seconds: float, seed: np.random.S
     for arrivals in iter_poisson_arrivals(rng_a, workload.arrival_rate_per_s, sim_seconds,
                                           block):
         n = len(arrivals)
-        req = Requests(arrivals, workload.prompt_tokens.sample(rng_p, n),
-                       workload.output_tokens.sample(rng_o, n))
+        req = Requests._trusted(arrivals, workload.prompt_tokens.sample_float(rng_p, n),
+                                workload.output_tokens.sample_float(rng_o, n))
         for state, summary in zip(states, summaries, strict=True):
             for rec in state.feed(req, float(arrivals[-1])):
                 summary.add(rec)

@@ -154,8 +154,14 @@ class TokenDist:
     # ------------------------------------------------------------------ sampling
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
         """Draw ``size`` token counts ``max(min_value, rint(X))`` as int64."""
+        return self.sample_float(rng, size).astype(np.int64)
+
+    def sample_float(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """The same draws as :meth:`sample`, as float64 (whole numbers), without the
+        integer round trip (the simulator works in float64)."""
         x = rng.lognormal(self.mu, self.sigma_log, size)
-        return np.maximum(self.min_value, np.rint(x)).astype(np.int64)
+        np.rint(x, out=x)
+        return np.maximum(x, float(self.min_value), out=x)
 
     # ------------------------------------------------------------------ exact law
     def _cut(self) -> int:
