@@ -35,10 +35,11 @@ MODES: dict[str, tuple[str, ...]] = {
 #: ``Phi^-1(0.9)``, the standard normal 90th percentile.
 Z_P90: float = float(special.ndtri(0.9))
 
-# Explicit summation of the pmf stops this many standard deviations (of log X) above mu;
-# past it the tail is added in closed form (lognormal partial moments with Sheppard's
-# correction for the rounding), which is exact to far below double precision there.
-_TAIL_Z = 9.0
+# Explicit summation of the pmf stops this many standard deviations (of log X) above mu
+# (mass beyond: 3e-14); past it the tail is added in closed form (lognormal partial
+# moments with Sheppard's correction and the Euler-Maclaurin boundary term), which is
+# exact to far below double precision there.
+_TAIL_Z = 7.5
 _MAX_TERMS = 4_000_000
 
 
@@ -176,11 +177,16 @@ class TokenDist:
         return special.ndtr(-z)
 
     def pmf(self) -> tuple[np.ndarray, np.ndarray]:
+        """Exact probabilities of the token counts (cached per distribution; see
+        :meth:`_pmf_uncached`). The arrays are shared: do not modify them."""
+        return _pmf(self)
+
+    def _pmf_uncached(self) -> tuple[np.ndarray, np.ndarray]:
         """Exact probabilities of the token counts ``min_value .. K``.
 
         ``P(N = m) = P(X < m + 1/2)``, ``P(N = k) = P(k - 1/2 <= X < k + 1/2)`` for ``k > m``.
-        ``K`` lies ``9`` sigma above the median (at most four million terms); the mass
-        beyond it (below ``1e-18`` unless the cap binds) is *not* included, so
+        ``K`` lies ``7.5`` sigma above the median (at most four million terms); the mass
+        beyond it (about ``3e-14`` unless the cap binds) is *not* included, so
         ``probs.sum()`` tells how much is left.
 
         Returns
@@ -270,3 +276,11 @@ class TokenDist:
 def _raw_moment(dist: TokenDist, order: int) -> float:
     """Cache of :meth:`TokenDist.raw_moment`: the exact sums touch millions of terms."""
     return dist._raw_moment_uncached(order)
+
+
+@lru_cache(maxsize=64)
+def _pmf(dist: TokenDist) -> tuple[np.ndarray, np.ndarray]:
+    values, probs = dist._pmf_uncached()
+    values.setflags(write=False)
+    probs.setflags(write=False)
+    return values, probs
