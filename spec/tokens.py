@@ -210,10 +210,8 @@ class TokenDist:
         return k, probs
 
     def raw_moment(self, order: int) -> float:
-        """Exact ``E[N^order]`` for ``order`` in 1..4 (cached per distribution).
-
-        See :func:`_raw_moment` for the method.
-        """
+        """Exact ``E[N^order]`` for ``order`` in 1..4 (cached per distribution; the
+        method is described at :meth:`_raw_moment_uncached`)."""
         return _raw_moment(self, _check.whole("order", order, low=1, high=4))
 
     def _raw_moment_uncached(self, order: int) -> float:

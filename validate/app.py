@@ -202,6 +202,6 @@ def main(cfg: DictConfig) -> None:
         print(f"point {out.name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return
     rate = ds.value.sel(source="simulation", statistic="mean_ttft_s")
-    print(f"point {out.name}: {dict(HydraConfig.get().overrides.task and _job_coords())} "
+    print(f"point {out.name}: {_job_coords()} "
           f"mean TTFT mono {float(rate.sel(architecture='mono').squeeze()):.4f} s, "
           f"disagg {float(rate.sel(architecture='disagg').squeeze()):.4f} s")
