@@ -167,6 +167,11 @@ def exit_on_bad_input(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
+        except BrokenPipeError:  # `python -m simulation | head`: the reader left, fine
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(0) from None
 
     return wrapper
 

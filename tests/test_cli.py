@@ -113,3 +113,12 @@ def test_typo_and_wrong_type_are_refused_by_the_schema():
         assert proc.returncode != 0
         assert "arrival.rate_per_s" in proc.stderr or "arival" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_reader_leaving_early_is_not_an_error():
+    """``python -m simulation | head -1``: no traceback, exit 0."""
+    proc = subprocess.run(f"{sys.executable} -m simulation {' '.join(FAST)} | head -1",
+                          shell=True, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          executable="/bin/bash")
+    assert proc.stdout.strip() == "{"
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
