@@ -158,24 +158,8 @@ def mdc_wait(arrival_rate: float, service_time: float, servers: int) -> MDcWait:
     return MDcWait(float(arrival_rate), float(service_time), c, r)
 
 
-def mdc_mean_wait(arrival_rate, service_time, servers) -> np.ndarray:
-    """Exact M/D/c mean wait over broadcast arrays (``inf`` where unstable, 0 at no load)."""
-    lam, d, c = np.broadcast_arrays(np.asarray(arrival_rate, float),
-                                    np.asarray(service_time, float), np.asarray(servers, float))
-    out = np.empty(lam.shape)
-    for idx in np.ndindex(lam.shape):
-        rho = lam[idx] * d[idx] / c[idx]
-        if lam[idx] == 0:
-            out[idx] = 0.0
-        elif rho >= 1:
-            out[idx] = np.inf
-        else:
-            out[idx] = mdc_wait(float(lam[idx]), float(d[idx]), int(c[idx])).mean
-    return out
-
-
-def mdc_delay_probability(arrival_rate, service_time, servers) -> np.ndarray:
-    """Exact M/D/c ``P(W > 0)`` over broadcast arrays (1 where unstable, 0 at no load)."""
+def _over_points(arrival_rate, service_time, servers, value, unstable: float) -> np.ndarray:
+    """``value(MDcWait)`` at every broadcast point; 0 at no load, ``unstable`` at rho >= 1."""
     lam, d, c = np.broadcast_arrays(np.asarray(arrival_rate, float),
                                     np.asarray(service_time, float), np.asarray(servers, float))
     out = np.empty(lam.shape)
@@ -183,7 +167,18 @@ def mdc_delay_probability(arrival_rate, service_time, servers) -> np.ndarray:
         if lam[idx] == 0:
             out[idx] = 0.0
         elif lam[idx] * d[idx] >= c[idx]:
-            out[idx] = 1.0
+            out[idx] = unstable
         else:
-            out[idx] = mdc_wait(float(lam[idx]), float(d[idx]), int(c[idx])).delay_probability
+            out[idx] = value(mdc_wait(float(lam[idx]), float(d[idx]), int(c[idx])))
     return out
+
+
+def mdc_mean_wait(arrival_rate, service_time, servers) -> np.ndarray:
+    """Exact M/D/c mean wait over broadcast arrays (``inf`` where unstable, 0 at no load)."""
+    return _over_points(arrival_rate, service_time, servers, lambda w: w.mean, np.inf)
+
+
+def mdc_delay_probability(arrival_rate, service_time, servers) -> np.ndarray:
+    """Exact M/D/c ``P(W > 0)`` over broadcast arrays (1 where unstable, 0 at no load)."""
+    return _over_points(arrival_rate, service_time, servers,
+                        lambda w: w.delay_probability, 1.0)

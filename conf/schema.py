@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -176,22 +177,28 @@ def exit_on_bad_input(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig
     return wrapper
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
+    """Produce ``path`` atomically: ``write(tmp)`` fills a temporary file beside it, which
+    is then renamed over ``path``; on any failure the temporary file is removed and
+    ``path`` is untouched (a reader never sees half a file)."""
     import os
     import tempfile
-    from pathlib import Path
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        write(tmp)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def json_safe(obj: Any) -> Any:

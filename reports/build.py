@@ -8,8 +8,6 @@ import html
 import io
 import itertools
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+
+from conf.schema import atomic_write_text  # noqa: E402
 
 POINT_DIMS = ("architecture", "source", "statistic", "kind", "prob")
 VERDICT_NAMES = {0: "agree", 1: "close", 2: "diverge", 3: "unstable", -1: "n/a"}
@@ -306,13 +306,6 @@ def _formula_png(tex: str) -> bytes | None:
         return None
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and ``figures/*.png`` into ``folder``.
 
@@ -366,7 +359,7 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
     md.append("## Formulas\n")
     for title, tex in formulas.values():
         md.append(f"**{title}**\n\n$$ {tex} $$\n")
-    _atomic_text(folder / "report.md", "\n".join(md))
+    atomic_write_text(folder / "report.md", "\n".join(md))
 
     def img(p: Path) -> str:
         return base64.b64encode(p.read_bytes()).decode()
@@ -409,6 +402,6 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
                 f"<code>{html.escape(tex)}</code>")
         h.append(f"<p><b>{html.escape(title)}</b><br>{body}</p>")
     h.append("</body></html>")
-    _atomic_text(folder / "report.html", "\n".join(h))
+    atomic_write_text(folder / "report.html", "\n".join(h))
     return {"markdown": folder / "report.md", "html": folder / "report.html",
             "figures": figdir}

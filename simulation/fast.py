@@ -90,6 +90,13 @@ def fifo_continue(ready_s: np.ndarray, hold_s: np.ndarray, heap: np.ndarray) -> 
                         np.ascontiguousarray(hold_s, dtype=np.float64), heap)
 
 
+def decode_order(ready_s: np.ndarray, prefill_end_s: np.ndarray,
+                 index: np.ndarray) -> np.ndarray:
+    """The order requests join the decode queue: SimPy's, by ready time, then the time
+    the last delay was scheduled (prefill end), then arrival index."""
+    return np.lexsort((index, prefill_end_s, ready_s))
+
+
 def simulate_mono_fast(requests: Requests, cluster: MonolithicCluster) -> StageTimes:
     """Monolithic serving by the recursion (same result as :func:`simulate_mono`)."""
     hold = (requests.prompt_tokens / cluster.prefill_tokens_per_s
@@ -105,12 +112,9 @@ def simulate_disagg_fast(requests: Requests, cluster: DisaggregatedCluster) -> S
     decode = requests.output_tokens / cluster.decode_tokens_per_s
     p_start = fifo_starts(requests.arrival_s, prefill, cluster.prefill_gpus)
     p_end = p_start + prefill
-    if cluster.kv_transfer_s_per_token > 0.0:
-        ready = p_end + requests.prompt_tokens * cluster.kv_transfer_s_per_token
-        order = np.lexsort((np.arange(len(ready)), p_end, ready))
-    else:
-        ready = p_end
-        order = np.argsort(ready, kind="stable")
+    ready = p_end + requests.prompt_tokens * cluster.kv_transfer_s_per_token \
+        if cluster.kv_transfer_s_per_token > 0.0 else p_end
+    order = decode_order(ready, p_end, np.arange(len(ready)))
     d_start = np.empty_like(ready)
     d_start[order] = fifo_starts(ready[order], decode[order], cluster.decode_gpus)
     return StageTimes(p_start, ready, d_start)

@@ -178,10 +178,9 @@ def _run_replicated(config: SimConfig, clusters: Sequence[Cluster], *, keep_requ
                 res.replications.append(summary)
             continue
         requests = generate_requests(w, config.sim_seconds, ss)
-        for res in results:
+        for res, load in zip(results, loads, strict=True):
             rec = run_requests(requests, res.cluster, engine=engine,
                                warmup_s=config.warmup_seconds, progress=progress)
-            load = offered_load(res.cluster, w.arrival_rate_per_s, *load_inputs)
             res.replications.append(summarise(rec, res.cluster, (config.warmup_seconds,
                                                                  config.sim_seconds),
                                               config.quantiles, load))

@@ -17,7 +17,7 @@ import numpy as np
 
 from spec import Cluster, DisaggregatedCluster, MonolithicCluster, Workload
 
-from .fast import fifo_continue
+from .fast import decode_order, fifo_continue
 from .metrics import RequestRecords, Summary, build_records
 from .model import StageTimes
 from .requests import Requests, child_seeds, iter_poisson_arrivals
@@ -75,7 +75,7 @@ class _Disagg:
             return
         go = {k: v[safe] for k, v in self.pending.items()}
         self.pending = {k: v[~safe] for k, v in self.pending.items()}
-        order = np.lexsort((go["index"], go["p_end"], go["ready"]))
+        order = decode_order(go["ready"], go["p_end"], go["index"])
         c = self.cluster
         d_start = np.empty(len(order))
         d_start[order] = fifo_continue(go["ready"][order],

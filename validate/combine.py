@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import xarray as xr
@@ -22,16 +20,10 @@ POINT_DIMS = ("architecture", "source", "statistic", "kind", "prob")
 
 
 def write_dataset(ds: xr.Dataset, path: Path) -> None:
-    """netCDF through a temporary file and a rename: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """netCDF written atomically: a reader never sees half a file."""
+    from conf.schema import atomic_write
+
+    atomic_write(path, ds.to_netcdf)
 
 
 def write_json(obj, path: Path) -> None:
