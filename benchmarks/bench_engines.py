@@ -1,18 +1,30 @@
 """Requests per second of each engine and architecture, and how cost grows with size.
 
     python benchmarks/bench_engines.py [--repeats 3] [--max-simpy 100000] [--max-fast 10000000]
+                                       [--processes] [--sweep]
 
 Whole-run cost of ``simulation.simulate`` (random draws, engine, summary statistics; no
 per-request records kept), at the default workload with the arrival rate set for offered
 load about 0.8 on the busiest pool. Medians of repeated runs; the fast/SimPy ratio is
 measured in the same process at the sizes both run. The first fast call compiles the
-numba kernel (or loads it from the on-disk cache); that call is timed apart.
+numba kernel (or loads it from the on-disk cache); that call is timed apart, and the
+in-process runs use the compiled loop throughout.
+
+``--processes`` also times whole processes (``python -m simulation`` for 200k requests,
+each engine; start-up, imports and config composition included: what a user waits for),
+and ``--sweep`` the default ``python -m validate +sweep=rates`` (run in a temporary
+folder). Peak memory of a child process is its maximum resident set size.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import replace
 
@@ -20,7 +32,7 @@ import numpy as np
 
 from analytic import saturation_rate_per_s
 from simulation import simulate
-from simulation.fast import fifo_starts
+from simulation.fast import compiled_kernel
 from spec import DisaggregatedCluster, MonolithicCluster, default_config
 
 
@@ -35,11 +47,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-simpy", type=int, default=100_000)
     ap.add_argument("--max-fast", type=int, default=10_000_000)
+    ap.add_argument("--processes", action="store_true", help="time whole processes too")
+    ap.add_argument("--sweep", action="store_true", help="time the default rates sweep")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    fifo_starts(np.zeros(2), np.ones(2), 1)
-    print(f"first fast call (compile or cache load): {time.perf_counter() - t0:.2f} s\n")
+    compiled_kernel()(np.zeros(2), np.ones(2), np.zeros(1))
+    print(f"first compiled call (import numba, compile or load the cache): "
+          f"{time.perf_counter() - t0:.2f} s\n")
 
     base = default_config()
     clusters = {"mono": base.cluster_mono, "disagg": base.cluster_disagg}
@@ -79,6 +94,34 @@ def main() -> None:
             row.append(1e6 / statistics.median(run(cfg, cl, "fast")
                                                for _ in range(args.repeats)))
         print(f"{gpus:>6}{row[0]:>14,.0f}{row[1]:>14,.0f}")
+
+    if args.processes:
+        print("\nwhole process, python -m simulation sim_seconds=100000 (200k requests)")
+        med = {}
+        for engine in ("fast", "simpy"):
+            cmd = [sys.executable, "-m", "simulation", f"engine={engine}",
+                   "sim_seconds=100000"]
+            walls = [whole_process(cmd)[0] for _ in range(args.repeats)]
+            med[engine] = statistics.median(walls)
+            print(f"  {engine:<6}{med[engine]:>8.2f} s  (runs: "
+                  f"{', '.join(f'{w:.2f}' for w in walls)})")
+        print(f"  fast / simpy: {med['fast'] / med['simpy']:.3f}")
+    if args.sweep:
+        with tempfile.TemporaryDirectory() as tmp:
+            wall, peak = whole_process([sys.executable, "-m", "validate", "+sweep=rates",
+                                        f"hydra.sweep.dir={tmp}/sweep"], cwd=tmp)
+        print(f"\npython -m validate +sweep=rates: {wall:.1f} s, "
+              f"peak {peak / 2**30:.2f} GiB (largest child so far)")
+
+
+def whole_process(cmd: list[str], cwd: str | None = None) -> tuple[float, float]:
+    """Wall seconds of one child process, and the largest peak RSS (bytes) of any child
+    waited for so far (the kernel keeps only that maximum)."""
+    env = {**os.environ, "PYTHONPATH": os.getcwd()} if cwd else None
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=cwd, env=env)
+    wall = time.perf_counter() - t0
+    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024.0
 
 
 if __name__ == "__main__":

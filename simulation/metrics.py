@@ -168,7 +168,9 @@ class Summary:
         self.cluster, self.window, self.load = cluster, window_s, load
         self.quantiles = sorted(set(quantiles) | {0.5, 0.9, 0.99})
         self.n_requests = 0
-        self.kept: dict[str, list[np.ndarray]] = {k: [] for k in self.KEPT}
+        self.mono = isinstance(cluster, MonolithicCluster)  # no decode queue to keep
+        self.kept: dict[str, list[np.ndarray]] = {
+            k: [] for k in self.KEPT if not (self.mono and k == "decode_wait_s")}
         self.sums = dict.fromkeys(self.SUMMED, 0.0)
         self.finished = 0
         self.busy = dict.fromkeys(pool_names(cluster), 0.0)
@@ -179,7 +181,7 @@ class Summary:
         lo, hi = self.window
         self.n_requests += len(rec)
         everyone = bool(rec.measured.all())
-        for name in self.KEPT:
+        for name in self.kept:
             col = getattr(rec, name)
             self.kept[name].append(col if everyone else col[rec.measured])
         for name in self.SUMMED:
@@ -190,6 +192,43 @@ class Summary:
         for pool, (_, w0, w1, b0, b1) in _pool_intervals(rec, self.cluster).items():
             self.busy[pool] += _overlap(b0, b1, lo, hi)
             self.waiting[pool] += _overlap(w0, w1, lo, hi)
+        return self
+
+    def add_times(self, requests: Requests, times: StageTimes) -> Summary:
+        """:meth:`add` for requests and their stage entry times, measured from the
+        window's start. With the compiled engine loaded this is one compiled pass that
+        never builds the record columns (:func:`simulation.fast.compiled_summary`);
+        otherwise it is ``add(build_records(...))``. Same statistics either way."""
+        from .fast import compiled_summary
+
+        loop = compiled_summary()
+        if loop is None:
+            return self.add(build_records(requests, self.cluster, times, self.window[0]))
+        c = self.cluster
+        n = len(requests)
+        out = {k: np.empty(n if k in self.kept else 0) for k in self.KEPT}
+        acc = np.zeros(8)
+        empty = np.empty(0)
+        if self.mono:
+            rates = (c.prefill_tokens_per_s, c.decode_tokens_per_s, 0.0)
+            ready = d_start = empty
+        else:
+            rates = (c.prefill_tokens_per_s, c.decode_tokens_per_s, c.kv_transfer_s_per_token)
+            ready, d_start = times.decode_ready_s, times.decode_start_s
+        m = loop(requests.arrival_s, requests.prompt_tokens, requests.output_tokens,
+                 times.prefill_start_s, ready, d_start, self.mono, *rates, self.window[0],
+                 self.window[1], out["ttft_s"], out["prefill_wait_s"], out["decode_wait_s"],
+                 out["e2e_s"], acc)
+        self.n_requests += n
+        for name in self.kept:
+            self.kept[name].append(out[name][:m].copy() if m < n else out[name])
+        for name, value in zip(self.SUMMED, acc[:3], strict=True):
+            self.sums[name] += float(value)
+        self.finished += int(acc[3])
+        pools = pool_names(c)
+        for k, pool in enumerate(pools):
+            self.busy[pool] += float(acc[4 + 2 * k])
+            self.waiting[pool] += float(acc[5 + 2 * k])
         return self
 
     def _column(self, name: str) -> np.ndarray:
@@ -219,12 +258,12 @@ class Summary:
         out["max_ttft_s"] = float(ttft.max()) if n else nan
         del ttft
         for name in ("prefill_wait_s", "decode_wait_s"):
-            values = self._column(name)
-            if name == "decode_wait_s" and isinstance(self.cluster, MonolithicCluster):
+            if name == "decode_wait_s" and self.mono:
                 zero = 0.0 if n else nan  # no decode queue: exactly zero, no sort needed
                 out.update({"mean_decode_wait_s": zero, "p50_decode_wait_s": zero,
                             "p99_decode_wait_s": zero, "prob_wait_decode": zero})
                 continue
+            values = self._column(name)
             dist(name, values, (0.5, 0.99))
             pool = name.split("_")[0]
             out[f"prob_wait_{pool}"] = float(np.count_nonzero(values > 0)) / n if n else nan

@@ -20,7 +20,7 @@ from spec import (
     config_from_mapping,
 )
 
-from .fast import simulate_disagg_fast, simulate_mono_fast
+from .fast import prepare, simulate_disagg_fast, simulate_mono_fast
 from .metrics import (
     RequestRecords,
     build_records,
@@ -51,6 +51,8 @@ def run_requests(requests: Requests, cluster: Cluster, *, engine: str = "fast",
     """
     _check_engine(engine)
     fast = engine == "fast"
+    if fast:
+        prepare(len(requests) * (1 if isinstance(cluster, MonolithicCluster) else 2))
     if isinstance(cluster, MonolithicCluster):
         times = simulate_mono_fast(requests, cluster) if fast else \
             simulate_mono(requests, cluster, progress=progress)
@@ -169,6 +171,9 @@ def _run_replicated(config: SimConfig, clusters: Sequence[Cluster], *, keep_requ
     results = [SimulationResult(c, [], [], engine=engine, seed=config.random_seed)
                for c in clusters]
     loads = [offered_load(r.cluster, w.arrival_rate_per_s, *load_inputs) for r in results]
+    if engine == "fast":  # passes through the recursion: one per pool, all replications
+        prepare(w.arrival_rate_per_s * config.sim_seconds * config.replications
+                * sum(len(load) for load in loads))
     for ss in spawn_seeds(config.random_seed, config.replications):
         if engine == "fast" and not keep_requests:  # bounded memory, same numbers
             summaries = stream_replication(w, config.sim_seconds, ss,

@@ -18,39 +18,42 @@ import numpy as np
 from spec import Cluster, DisaggregatedCluster, MonolithicCluster, Workload
 
 from .fast import decode_order, fifo_continue
-from .metrics import RequestRecords, Summary, build_records
+from .metrics import Summary
 from .model import StageTimes
 from .requests import Requests, child_seeds, iter_poisson_arrivals
 
 BLOCK = 1 << 20
 
 
+Finished = tuple[Requests, StageTimes]  # requests whose every stage is known
+
+
 class _Mono:
-    def __init__(self, cluster: MonolithicCluster, warmup_s: float) -> None:
-        self.cluster, self.warmup = cluster, warmup_s
+    def __init__(self, cluster: MonolithicCluster) -> None:
+        self.cluster = cluster
         self.heap = np.zeros(cluster.num_gpus)
 
-    def feed(self, req: Requests, last_arrival: float) -> Iterator[RequestRecords]:
+    def feed(self, req: Requests, last_arrival: float) -> Iterator[Finished]:
         c = self.cluster
         hold = req.prompt_tokens / c.prefill_tokens_per_s + req.output_tokens / \
             c.decode_tokens_per_s
         starts = fifo_continue(req.arrival_s, hold, self.heap)
         empty = np.empty(0)
-        yield build_records(req, c, StageTimes(starts, empty, empty), self.warmup)
+        yield req, StageTimes(starts, empty, empty)
 
-    def flush(self) -> Iterator[RequestRecords]:
+    def flush(self) -> Iterator[Finished]:
         return iter(())
 
 
 class _Disagg:
-    def __init__(self, cluster: DisaggregatedCluster, warmup_s: float) -> None:
-        self.cluster, self.warmup = cluster, warmup_s
+    def __init__(self, cluster: DisaggregatedCluster) -> None:
+        self.cluster = cluster
         self.heap1 = np.zeros(cluster.prefill_gpus)
         self.heap2 = np.zeros(cluster.decode_gpus)
         self.offset = 0
         self.pending: dict[str, np.ndarray] = {}
 
-    def feed(self, req: Requests, last_arrival: float) -> Iterator[RequestRecords]:
+    def feed(self, req: Requests, last_arrival: float) -> Iterator[Finished]:
         c = self.cluster
         prefill = req.prompt_tokens / c.prefill_tokens_per_s
         p_start = fifo_continue(req.arrival_s, prefill, self.heap1)
@@ -66,11 +69,11 @@ class _Disagg:
             {k: np.concatenate((self.pending[k], v)) for k, v in new.items()}
         yield from self._decode(self.pending["ready"] <= last_arrival)
 
-    def flush(self) -> Iterator[RequestRecords]:
+    def flush(self) -> Iterator[Finished]:
         if self.pending:
             yield from self._decode(np.ones(len(self.pending["ready"]), dtype=bool))
 
-    def _decode(self, safe: np.ndarray) -> Iterator[RequestRecords]:
+    def _decode(self, safe: np.ndarray) -> Iterator[Finished]:
         if not np.any(safe):
             return
         go = {k: v[safe] for k, v in self.pending.items()}
@@ -82,8 +85,7 @@ class _Disagg:
                                        go["output"][order] / c.decode_tokens_per_s, self.heap2)
         # records in arrival order (the pending buffer keeps it): a valid request stream
         req = Requests._trusted(go["arrival"], go["prompt"], go["output"])
-        yield build_records(req, c, StageTimes(go["p_start"], go["ready"], d_start),
-                            self.warmup)
+        yield req, StageTimes(go["p_start"], go["ready"], d_start)
 
 
 def stream_replication(workload: Workload, sim_seconds: float, seed: np.random.SeedSequence,
@@ -97,8 +99,7 @@ def stream_replication(workload: Workload, sim_seconds: float, seed: np.random.S
     block = BLOCK if block is None else block
     arr_ss, prompt_ss, output_ss = child_seeds(seed, 3)
     rng_a, rng_p, rng_o = (np.random.default_rng(s) for s in (arr_ss, prompt_ss, output_ss))
-    states = [_Mono(c, warmup_s) if isinstance(c, MonolithicCluster) else _Disagg(c, warmup_s)
-              for c in clusters]
+    states = [_Mono(c) if isinstance(c, MonolithicCluster) else _Disagg(c) for c in clusters]
     summaries = [Summary(c, (warmup_s, sim_seconds), quantiles, load)
                  for c, load in zip(clusters, loads, strict=True)]
     for arrivals in iter_poisson_arrivals(rng_a, workload.arrival_rate_per_s, sim_seconds,
@@ -107,9 +108,9 @@ def stream_replication(workload: Workload, sim_seconds: float, seed: np.random.S
         req = Requests._trusted(arrivals, workload.prompt_tokens.sample_float(rng_p, n),
                                 workload.output_tokens.sample_float(rng_o, n))
         for state, summary in zip(states, summaries, strict=True):
-            for rec in state.feed(req, float(arrivals[-1])):
-                summary.add(rec)
+            for done, times in state.feed(req, float(arrivals[-1])):
+                summary.add_times(done, times)
     for state, summary in zip(states, summaries, strict=True):
-        for rec in state.flush():
-            summary.add(rec)
+        for done, times in state.flush():
+            summary.add_times(done, times)
     return [s.result() for s in summaries]

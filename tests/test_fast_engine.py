@@ -73,11 +73,57 @@ def test_fixed_token_law_still_fixed():
 @pytest.mark.parametrize("servers", [1, 3, 64, 4096])
 def test_compiled_recursion_equals_the_heapq_reference(servers):
     """The numba heap and Python's heapq give bit-identical start times."""
-    from simulation.fast import fifo_starts, fifo_starts_python
+    from simulation.fast import compiled_kernel, fifo_starts_python
 
     rng = np.random.default_rng(servers)
     ready = np.cumsum(rng.exponential(1.0 / (0.9 * servers), 20_000))
     hold = rng.lognormal(0.0, 1.2, 20_000)
-    assert np.array_equal(fifo_starts(ready, hold, servers),
+    assert np.array_equal(compiled_kernel()(ready, hold, np.zeros(servers)),
                           np.asarray(fifo_starts_python(ready.tolist(), hold.tolist(),
                                                         servers)))
+
+
+@pytest.mark.parametrize("cluster", CLUSTERS)
+def test_python_and_compiled_recursions_give_the_same_runs(cluster):
+    """The engine's two implementations (heapq, numba) agree bit for bit, request by
+    request, through the runner."""
+    from simulation.fast import set_backend
+
+    wl = config_from_mapping({}).workload.with_rate(4.0)
+    req = generate_requests(wl, 3000.0, 5)
+    try:
+        set_backend("python")
+        a = run_requests(req, cluster, engine="fast")
+        set_backend("compiled")
+        b = run_requests(req, cluster, engine="fast")
+    finally:
+        set_backend("auto")
+    for col in COLUMNS:
+        assert np.array_equal(getattr(a, col), getattr(b, col)), col
+
+
+def test_unknown_backend_is_refused():
+    from simulation.fast import set_backend
+
+    with pytest.raises(ValueError, match="backend = 'gpu': must be one of auto, compiled, "
+                                         "python"):
+        set_backend("gpu")
+
+
+def test_small_runs_do_not_load_numba_and_large_ones_do():
+    """In a fresh process, a run too small to repay numba's start-up runs the recursion
+    in Python; being told of enough work loads the compiled loop."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from simulation import simulate\n"
+            "from simulation.fast import COMPILE_FROM_REQUESTS, prepare\n"
+            "from spec import config_from_mapping\n"
+            "simulate(config_from_mapping({'sim_seconds': 1000.0, 'warmup_seconds': 0.0}))\n"
+            "print('numba' in sys.modules)\n"
+            "prepare(COMPILE_FROM_REQUESTS)\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True"]

@@ -72,6 +72,39 @@ def test_closed_form_tail_matches_direct_summation(monkeypatch):
         assert dist.raw_moment(order) == pytest.approx(brute, rel=1e-9), f"order {order}"
 
 
+@pytest.mark.parametrize("dist", [
+    pytest.param(TokenDist("log", mean=6.0, sigma=1.1, min_value=16), id="output default"),
+    pytest.param(TokenDist("log", mean=6.0, sigma=0.05), id="narrow"),
+    pytest.param(TokenDist("log", mean=1.0, sigma=0.5, min_value=3), id="heavy clipping"),
+    pytest.param(TokenDist("log", mean=8.0, sigma=2.0), id="wide"),
+])
+def test_short_head_equals_the_full_explicit_sum(monkeypatch, dist):
+    """The moments stop the explicit sum where the Euler-Maclaurin remainder bound is
+    below 1e-15 of the moment; with the bound switched off (sum to the 7.5-sigma cut)
+    they must agree to 1e-13."""
+    import spec.tokens
+
+    short = [dist._raw_moment_uncached(r) for r in (1, 2, 3, 4)]
+    assert all(dist._moment_cut(r) <= dist._cut() for r in (1, 2, 3, 4))
+    monkeypatch.setattr(spec.tokens, "_EM_REL", 0.0)
+    assert all(dist._moment_cut(r) == dist._cut() for r in (1, 2, 3, 4))
+    full = [dist._raw_moment_uncached(r) for r in (1, 2, 3, 4)]
+    assert short == pytest.approx(full, rel=1e-13)
+
+
+def test_normal_cdf_paths_agree():
+    """The short-array path (C erfc) and the long one (scipy ndtr) give the same Phi
+    down to Phi(-25) ~ 3e-138 (deeper, scipy underflows to 0 first)."""
+    from scipy.special import ndtr
+
+    from spec.tokens import _SCIPY_FROM, normal_cdf
+
+    z = np.linspace(-25.0, 25.0, _SCIPY_FROM - 1)
+    # Phi's relative condition number in the lower tail is about z^2 (625 at -25), so
+    # each library is within about 1e-13 of the 40-digit value there; allow twice that
+    assert normal_cdf(z) == pytest.approx(ndtr(z), rel=3e-13, abs=0.0)
+
+
 def test_samples_agree_with_exact_moments():
     """2e6 draws: the sample mean lies within 4 standard errors of the exact mean."""
     d = TokenDist("log", mean=6.0, sigma=1.1, min_value=16)

@@ -8,10 +8,23 @@ from simulation import simulate
 from spec import TokenDist, config_from_mapping
 
 
+@pytest.fixture(params=["python", "compiled"])
+def backend(request):
+    """Run the test with each implementation of the recursion (and, compiled, the
+    one-pass summary), then give the choice back to ``auto``."""
+    from simulation.fast import set_backend
+
+    set_backend(request.param)
+    yield request.param
+    set_backend("auto")
+
+
 @pytest.mark.parametrize(("mode", "kv"), [("mono", 0.0), ("disagg", 0.0), ("disagg", 2e-5),
                                           ("both", 0.0)])
-def test_streaming_equals_whole_arrays(mode, kv, monkeypatch):
-    """Blocks of 997 requests (many blocks, ragged sizes) against one whole array."""
+def test_streaming_equals_whole_arrays(mode, kv, monkeypatch, backend):
+    """Blocks of 997 requests (many blocks, ragged sizes, warm-up ending inside one)
+    against one whole array summarised from its record columns. Compiled, the streamed
+    summary is the one-pass loop, whose sums run in order rather than pairwise."""
     cfg = config_from_mapping({"mode": mode, "sim_seconds": 3000, "warmup_seconds": 300,
                                "replications": 2, "arrival": {"rate_per_s": 4.5},
                                "cluster_disagg": {"kv_transfer_s_per_token": kv}})
