@@ -117,7 +117,13 @@ def _model_mapping(container: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in container.items() if k in spec.DEFAULTS}
     for key in ("prompt_tokens", "output_tokens"):
         if isinstance(out.get(key), dict):
-            out[key] = {k: v for k, v in out[key].items() if v is not None}
+            law = out[key]
+            needed = spec.tokens.MODES.get(law.get("mode"), ())
+            for name in needed:  # a group chosen without its values ('???' merges as unset)
+                if law.get(name) is None:
+                    raise ValueError(f"{key}.{name} is missing: mode {law['mode']!r} takes "
+                                     f"{' and '.join(needed)} ({key}.{name}=VALUE)")
+            out[key] = {k: v for k, v in law.items() if v is not None}
     return out
 
 

@@ -86,6 +86,8 @@ def test_token_mode_switch_on_command_line():
                  id="p90 below p50"),
     pytest.param(["output_tokens=real_mean_std", "output_tokens.mean=100"],
                  "output_tokens.std is missing", id="missing std"),
+    pytest.param(["prompt_tokens=log"], "prompt_tokens.mean is missing: mode 'log' takes "
+                 "mean and sigma", id="log group without its values"),
     pytest.param(["config=no/such.yaml"], "config = 'no/such.yaml': no such file",
                  id="missing file"),
 ])
