@@ -40,3 +40,20 @@ def _blocks_in(text: str) -> list[str]:
     block = re.search(r"```bash\n(.*?)```", text, flags=re.S)
     assert block
     return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_docs_quick_start_gives_the_readme_commands():
+    """The documentation's quick start page shows the README's two commands, exactly."""
+    page = (ROOT / "docs" / "quickstart.md").read_text()
+    quick = README.split("## Quick start", 1)[1].split("##", 1)[0]
+    assert _blocks_in(page.split("## ", 1)[0]) == _blocks_in(quick)
+
+
+def test_docs_examples_show_only_code_the_build_runs():
+    """Every code block of the examples pages is one the docs build executes
+    (``exec-python`` / ``exec-shell``), so none can go stale unnoticed."""
+    for page in sorted((ROOT / "docs" / "examples").glob("*.md")):
+        fences = re.findall(r"^```(\S*)", page.read_text(), flags=re.M)
+        opening = fences[::2]  # every other fence closes a block
+        assert all(f in ("{exec-python}", "{exec-shell}", "{toctree}") for f in opening), \
+            (page.name, opening)
