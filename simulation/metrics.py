@@ -15,7 +15,7 @@ import numpy as np
 from spec import Cluster, DisaggregatedCluster, MonolithicCluster
 
 from .model import StageTimes
-from .requests import Requests
+from .requests import PARALLEL_FROM, Requests, background
 
 #: Units and meanings of the per-request columns (used for xarray attrs).
 COLUMNS: dict[str, tuple[str, str]] = {
@@ -181,9 +181,9 @@ class Summary:
         lo, hi = self.window
         self.n_requests += len(rec)
         everyone = bool(rec.measured.all())
-        for name in self.kept:
+        for name in self.kept:  # copies: result() partitions the kept columns in place
             col = getattr(rec, name)
-            self.kept[name].append(col if everyone else col[rec.measured])
+            self.kept[name].append(col.copy() if everyone else col[rec.measured])
         for name in self.SUMMED:
             col = getattr(rec, name)
             self.sums[name] += float((col if everyone else col[rec.measured]).sum())
@@ -245,30 +245,23 @@ class Summary:
         n = sum(len(p) for p in self.kept["ttft_s"])
         out: dict[str, float] = {"n_requests": float(self.n_requests), "n_measured": float(n)}
         nan = math.nan
-
-        def dist(name: str, values: np.ndarray, with_quantiles: Sequence[float]) -> None:
-            out[f"mean_{name}"] = float(values.mean()) if n else nan
-            qv = np.quantile(values, with_quantiles) if n else [nan] * len(with_quantiles)
-            for q, v in zip(with_quantiles, qv, strict=True):
-                out[quantile_key(q, name)] = float(v)
-
-        ttft = self._column("ttft_s")
-        dist("ttft_s", ttft, self.quantiles)
-        out["std_ttft_s"] = float(ttft.std(ddof=1)) if n > 1 else nan
-        out["max_ttft_s"] = float(ttft.max()) if n else nan
-        del ttft
+        # TTFT on the worker thread, the other columns here (sorts release the GIL)
+        ttft = background().submit(_column_stats, "ttft_s", self._column("ttft_s"),
+                                   self.quantiles, True) if n >= PARALLEL_FROM else None
+        if ttft is None:
+            out.update(_column_stats("ttft_s", self._column("ttft_s"), self.quantiles, True))
+        rest: dict[str, float] = {}
         for name in ("prefill_wait_s", "decode_wait_s"):
             if name == "decode_wait_s" and self.mono:
                 zero = 0.0 if n else nan  # no decode queue: exactly zero, no sort needed
-                out.update({"mean_decode_wait_s": zero, "p50_decode_wait_s": zero,
-                            "p99_decode_wait_s": zero, "prob_wait_decode": zero})
+                rest.update({"mean_decode_wait_s": zero, "p50_decode_wait_s": zero,
+                             "p99_decode_wait_s": zero, "prob_wait_decode": zero})
                 continue
-            values = self._column(name)
-            dist(name, values, (0.5, 0.99))
-            pool = name.split("_")[0]
-            out[f"prob_wait_{pool}"] = float(np.count_nonzero(values > 0)) / n if n else nan
-            del values
-        dist("e2e_s", self._column("e2e_s"), (0.5, 0.99))
+            rest.update(_column_stats(name, self._column(name), (0.5, 0.99)))
+        rest.update(_column_stats("e2e_s", self._column("e2e_s"), (0.5, 0.99)))
+        if ttft is not None:
+            out.update(ttft.result())
+        out.update(rest)
         out["mean_wait_s"] = out["mean_prefill_wait_s"] + out["mean_decode_wait_s"]
         for name in self.SUMMED:
             out[f"mean_{name}"] = self.sums[name] / n if n else nan
@@ -280,6 +273,30 @@ class Summary:
             out[f"offered_load_{pool}"] = float(self.load[pool])
         out["stable"] = float(all(v < 1.0 for v in self.load.values()))
         return out
+
+
+def _column_stats(name: str, values: np.ndarray, quantiles: Sequence[float],
+                  spread: bool = False) -> dict[str, float]:
+    """Mean and quantiles (numpy's linear interpolation) of one measured column; with
+    ``spread`` also its sample standard deviation and maximum; for a wait, the share of
+    requests that waited (``prob_wait_<pool>``). ``values`` is consumed (partitioned in
+    place); everything that depends on its order is computed first."""
+    n = len(values)
+    nan = math.nan
+    out = {f"mean_{name}": float(values.mean()) if n else nan}
+    if spread:
+        std = float(values.std(ddof=1)) if n > 1 else nan
+        top = float(values.max()) if n else nan
+    if name.endswith("_wait_s"):
+        waited = float(np.count_nonzero(values > 0)) / n if n else nan
+    qv = np.quantile(values, quantiles, overwrite_input=True) if n else [nan] * len(quantiles)
+    for q, v in zip(quantiles, qv, strict=True):
+        out[quantile_key(q, name)] = float(v)
+    if spread:
+        out.update({f"std_{name}": std, f"max_{name}": top})
+    if name.endswith("_wait_s"):
+        out[f"prob_wait_{name.split('_')[0]}"] = waited
+    return out
 
 
 def _servers(cluster: Cluster) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,10 +136,41 @@ def generate_requests(workload: Workload, sim_seconds: float,
     arr_ss, prompt_ss, output_ss = child_seeds(ss, 3)
     arrivals = poisson_arrivals(np.random.default_rng(arr_ss), workload.arrival_rate_per_s,
                                 sim_seconds)
-    n = len(arrivals)
-    prompt = workload.prompt_tokens.sample_float(np.random.default_rng(prompt_ss), n)
-    output = workload.output_tokens.sample_float(np.random.default_rng(output_ss), n)
+    prompt, output = draw_tokens(workload, np.random.default_rng(prompt_ss),
+                                 np.random.default_rng(output_ss), len(arrivals))
     return Requests._trusted(arrivals, prompt, output)
+
+
+#: Draws of at least this many requests fill prompts and outputs on two threads.
+PARALLEL_FROM = 1 << 16
+
+
+def background() -> ThreadPoolExecutor:
+    """The one worker thread this package lends long array work to (numpy's random
+    fills, partitions and sums release the GIL, so on two cores two of them overlap)."""
+    global _worker
+    if _worker is None:
+        _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttft")
+    return _worker
+
+
+_worker: ThreadPoolExecutor | None = None
+
+
+def draw_tokens(workload: Workload, rng_prompt: np.random.Generator,
+                rng_output: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` prompt and ``n`` output lengths (float64), each from its own generator.
+
+    From :data:`PARALLEL_FROM` requests on the prompts are drawn on a worker thread
+    while this one draws the outputs: each generator is used by one thread, so the
+    numbers are the same either way.
+    """
+    if n < PARALLEL_FROM:
+        return (workload.prompt_tokens.sample_float(rng_prompt, n),
+                workload.output_tokens.sample_float(rng_output, n))
+    prompt = background().submit(workload.prompt_tokens.sample_float, rng_prompt, n)
+    output = workload.output_tokens.sample_float(rng_output, n)
+    return prompt.result(), output
 
 
 def _pick(row_keys, wanted: tuple[str, ...], path: str) -> str:

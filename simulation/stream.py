@@ -20,7 +20,7 @@ from spec import Cluster, DisaggregatedCluster, MonolithicCluster, Workload
 from .fast import decode_order, fifo_continue
 from .metrics import Summary
 from .model import StageTimes
-from .requests import Requests, child_seeds, iter_poisson_arrivals
+from .requests import Requests, child_seeds, draw_tokens, iter_poisson_arrivals
 
 BLOCK = 1 << 20
 
@@ -105,8 +105,7 @@ def stream_replication(workload: Workload, sim_seconds: float, seed: np.random.S
     for arrivals in iter_poisson_arrivals(rng_a, workload.arrival_rate_per_s, sim_seconds,
                                           block):
         n = len(arrivals)
-        req = Requests._trusted(arrivals, workload.prompt_tokens.sample_float(rng_p, n),
-                                workload.output_tokens.sample_float(rng_o, n))
+        req = Requests._trusted(arrivals, *draw_tokens(workload, rng_p, rng_o, n))
         for state, summary in zip(states, summaries, strict=True):
             for done, times in state.feed(req, float(arrivals[-1])):
                 summary.add_times(done, times)
