@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import simpy
 
 from spec import DisaggregatedCluster, MonolithicCluster
 
 from .requests import Requests
+
+if TYPE_CHECKING:
+    import simpy
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ def simulate_mono(requests: Requests, cluster: MonolithicCluster, *,
                   progress: bool = False) -> StageTimes:
     """Monolithic serving: one FIFO pool of ``num_gpus``; each request holds a GPU for
     ``P / prefill_rate + O / decode_rate``."""
+    import simpy  # here: the fast engine's processes need not import it
+
     env = simpy.Environment()
     gpus = simpy.Resource(env, capacity=cluster.num_gpus)
     hold = (requests.prompt_tokens / cluster.prefill_tokens_per_s
@@ -88,6 +93,8 @@ def simulate_disagg(requests: Requests, cluster: DisaggregatedCluster, *,
                     progress: bool = False) -> StageTimes:
     """Disaggregated serving: prefill pool, optional KV transfer, then decode pool held
     for the whole decode."""
+    import simpy
+
     env = simpy.Environment()
     prefill_pool = simpy.Resource(env, capacity=cluster.prefill_gpus)
     decode_pool = simpy.Resource(env, capacity=cluster.decode_gpus)
