@@ -30,7 +30,9 @@ extensions = [
 ]
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "_generated/sweep", "_generated/report", "Thumbs.db", ".DS_Store"]
+# _generated/*.md are included into pages, not pages of their own
+exclude_patterns = ["_build", "_generated/sweep", "_generated/report", "_generated/*.md",
+                    "Thumbs.db", ".DS_Store"]
 
 # Markdown: $...$ and $$...$$ math, ::: fences, definition lists, heading anchors.
 myst_enable_extensions = ["dollarmath", "colon_fence", "deflist", "attrs_inline"]
