@@ -320,8 +320,8 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
     >>> import spec
     >>> cfg = spec.default_config()
     >>> est = estimate(cfg.workload, cfg.cluster_mono)
-    >>> round(est.mean_ttft_s, 4), est.p99_ttft_s > est.p50_ttft_s
-    (0.0785, True)
+    >>> round(est.mean_ttft_s, 3), est.p99_ttft_s > est.p50_ttft_s
+    (0.078, True)
     """
     check_method(method)
     mono = isinstance(cluster, MonolithicCluster)
