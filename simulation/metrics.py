@@ -14,6 +14,7 @@ import numpy as np
 
 from spec import Cluster, DisaggregatedCluster, MonolithicCluster
 
+from .fast import compiled_summary
 from .model import StageTimes
 from .requests import PARALLEL_FROM, Requests, background
 
@@ -199,8 +200,6 @@ class Summary:
         window's start. With the compiled engine loaded this is one compiled pass that
         never builds the record columns (:func:`simulation.fast.compiled_summary`);
         otherwise it is ``add(build_records(...))``. Same statistics either way."""
-        from .fast import compiled_summary
-
         loop = compiled_summary()
         if loop is None:
             return self.add(build_records(requests, self.cluster, times, self.window[0]))
