@@ -258,7 +258,8 @@ def agreement_table(ds: xr.Dataset) -> list[dict]:
     return rows
 
 
-def _md_table(rows: list[dict]) -> str:
+def markdown_table(rows: list[dict]) -> str:
+    """A Markdown table of ``rows`` (columns: every key, in first-seen order)."""
     if not rows:
         return "_no rows_\n"
     cols = list(dict.fromkeys(k for r in rows for k in r))
@@ -350,12 +351,12 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
         md.append("")
     md.append("## Agreement by method, architecture and load region\n")
     md.append("Counts over the four statistics (mean, P50, P90, P99) at each point.\n")
-    md.append(_md_table(summary))
+    md.append(markdown_table(summary))
     md.append("## Figures\n")
     for title, p in figs:
         md.append(f"### {title}\n\n![{title}](figures/{p.name})\n")
     md.append("## Every point\n")
-    md.append(_md_table(points))
+    md.append(markdown_table(points))
     md.append("## Formulas\n")
     for title, tex in formulas.values():
         md.append(f"**{title}**\n\n$$ {tex} $$\n")

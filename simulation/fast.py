@@ -197,13 +197,18 @@ def _use_compiled() -> bool:
 
 def fifo_starts_python(ready_s: list[float], hold_s: list[float], servers: int) -> list[float]:
     """The same recursion in pure Python with :mod:`heapq` (the readable reference)."""
-    free = [0.0] * servers  # a valid heap: all equal
-    starts = [0.0] * len(ready_s)
+    return _heapq_continue(ready_s, hold_s, [0.0] * servers)  # all equal: a valid heap
+
+
+def _heapq_continue(ready_s: list[float], hold_s: list[float], free: list[float]) -> list[float]:
+    """The recursion on the heap ``free`` of server-free times, which it updates."""
+    starts = []
+    append = starts.append
     pop_push = heapq.heapreplace
-    for i, (t, hold) in enumerate(zip(ready_s, hold_s, strict=True)):
+    for t, hold in zip(ready_s, hold_s, strict=True):
         f = free[0]
         s = t if t > f else f
-        starts[i] = s
+        append(s)
         pop_push(free, s + hold)
     return starts
 
@@ -227,14 +232,7 @@ def fifo_continue(ready_s: np.ndarray, hold_s: np.ndarray, heap: np.ndarray) -> 
     if _use_compiled():
         return compiled_kernel()(ready, hold, heap)
     free = heap.tolist()
-    pop_push = heapq.heapreplace
-    starts = []
-    append = starts.append
-    for t, h in zip(ready.tolist(), hold.tolist(), strict=True):
-        f = free[0]
-        s = t if t > f else f
-        append(s)
-        pop_push(free, s + h)
+    starts = _heapq_continue(ready.tolist(), hold.tolist(), free)
     heap[:] = free
     return np.array(starts, dtype=np.float64)
 

@@ -207,15 +207,10 @@ class Summary:
         n = len(requests)
         out = {k: np.empty(n if k in self.kept else 0) for k in self.KEPT}
         acc = np.zeros(8)
-        empty = np.empty(0)
-        if self.mono:
-            rates = (c.prefill_tokens_per_s, c.decode_tokens_per_s, 0.0)
-            ready = d_start = empty
-        else:
-            rates = (c.prefill_tokens_per_s, c.decode_tokens_per_s, c.kv_transfer_s_per_token)
-            ready, d_start = times.decode_ready_s, times.decode_start_s
+        kv = 0.0 if self.mono else c.kv_transfer_s_per_token
         m = loop(requests.arrival_s, requests.prompt_tokens, requests.output_tokens,
-                 times.prefill_start_s, ready, d_start, self.mono, *rates, self.window[0],
+                 times.prefill_start_s, times.decode_ready_s, times.decode_start_s, self.mono,
+                 c.prefill_tokens_per_s, c.decode_tokens_per_s, kv, self.window[0],
                  self.window[1], out["ttft_s"], out["prefill_wait_s"], out["decode_wait_s"],
                  out["e2e_s"], acc)
         self.n_requests += n
@@ -224,8 +219,7 @@ class Summary:
         for name, value in zip(self.SUMMED, acc[:3], strict=True):
             self.sums[name] += float(value)
         self.finished += int(acc[3])
-        pools = pool_names(c)
-        for k, pool in enumerate(pools):
+        for k, pool in enumerate(pool_names(c)):
             self.busy[pool] += float(acc[4 + 2 * k])
             self.waiting[pool] += float(acc[5 + 2 * k])
         return self

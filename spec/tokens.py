@@ -204,7 +204,7 @@ class TokenDist:
         with ``F_m' = F_m b / x`` and ``F_m'' = F_m (b^2 - b - 1/sigma^2) / x^2``,
         ``b = m - 1 - z / sigma``. ``K`` doubles from the median until
         ``R(a) <= 1e-15 E[X^r]``, and never passes :meth:`_cut`. For the default output
-        law this sums about four thousand terms instead of 1.5 million.
+        law this sums about thirteen thousand terms instead of 1.5 million.
         """
         full = self._cut()
         if self.sigma_log == 0.0:
@@ -299,7 +299,7 @@ class TokenDist:
                 return float(self._sf(np.array(a)))
             s2 = self.sigma_log**2
             z = (self.mu + k * s2 - math.log(a)) / self.sigma_log
-            return math.exp(k * self.mu + k * k * s2 / 2.0) * 0.5 * math.erfc(-z / _SQRT2)
+            return math.exp(k * self.mu + k * k * s2 / 2.0) * float(normal_cdf(z))
 
         # E[U^2] = 1/12, E[U^4] = 1/80, odd moments vanish.
         u = {0: 1.0, 2: 1.0 / 12.0, 4: 1.0 / 80.0}

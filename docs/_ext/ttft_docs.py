@@ -249,13 +249,6 @@ def _tree(folder: Path, shown_jobs: int = 3) -> str:
     return "\n".join(lines)
 
 
-def _md_table(rows: list[dict]) -> str:
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(out) + "\n"
-
-
 def _accuracy_rows(ds) -> list[dict]:
     """Per method and architecture: the signed relative error range of each statistic
     over the stable points with offered load <= 0.8 (where a user sizes a cluster)."""
@@ -283,7 +276,7 @@ def generate(app: Sphinx) -> None:
     """Run (or reuse) the sweep; write the figures and tables the pages include."""
     import xarray as xr
 
-    from reports.build import agreement_table, build_report
+    from reports.build import agreement_table, build_report, markdown_table
 
     folder = sweep_folder()
     out = GENERATED
@@ -294,8 +287,8 @@ def generate(app: Sphinx) -> None:
     shutil.rmtree(figs, ignore_errors=True)
     shutil.copytree(report / "figures", figs)
     (out / "sweep_tree.txt").write_text(_tree(folder) + "\n")
-    (out / "agreement.md").write_text(_md_table(agreement_table(ds)))
-    (out / "accuracy.md").write_text(_md_table(_accuracy_rows(ds)))
+    (out / "agreement.md").write_text(markdown_table(agreement_table(ds)))
+    (out / "accuracy.md").write_text(markdown_table(_accuracy_rows(ds)))
     rates = ds.coords[[d for d in ds.dims if d.startswith("arrival")][0]].values
     a = ds.attrs
     facts = {
