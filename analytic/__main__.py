@@ -14,7 +14,8 @@ import hydra
 from omegaconf import DictConfig
 
 from analytic import estimate
-from conf.schema import exit_on_bad_input, json_safe, register, to_sim_config
+from conf.schema import exit_on_bad_input, register, to_sim_config
+from fileio import json_safe
 from spec import config_to_mapping
 
 register()

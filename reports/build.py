@@ -18,7 +18,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from conf.schema import atomic_write_text  # noqa: E402
+from fileio import atomic_write_text  # noqa: E402
 
 POINT_DIMS = ("architecture", "source", "statistic", "kind", "prob")
 VERDICT_NAMES = {0: "agree", 1: "close", 2: "diverge", 3: "unstable", -1: "n/a"}

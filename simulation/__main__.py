@@ -17,7 +17,8 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from conf.schema import atomic_write_text, exit_on_bad_input, json_safe, register, to_sim_config
+from conf.schema import exit_on_bad_input, register, to_sim_config
+from fileio import atomic_write_text, json_safe
 from simulation import compare, simulate
 from spec import config_to_mapping
 

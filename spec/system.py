@@ -51,9 +51,9 @@ class MonolithicCluster:
     """``num_gpus`` identical GPUs, one FIFO queue; a request holds one GPU for its prefill
     ``P / prefill_tokens_per_s`` and then its whole decode ``O / decode_tokens_per_s``."""
 
-    num_gpus: int
-    prefill_tokens_per_s: float
-    decode_tokens_per_s: float
+    num_gpus: int = 4
+    prefill_tokens_per_s: float = 8000.0
+    decode_tokens_per_s: float = 2000.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "num_gpus", _check.whole("cluster_mono.num_gpus", self.num_gpus))
@@ -78,10 +78,10 @@ class DisaggregatedCluster:
     for the whole decode ``O / decode_tokens_per_s``.
     """
 
-    prefill_gpus: int
-    decode_gpus: int
-    prefill_tokens_per_s: float
-    decode_tokens_per_s: float
+    prefill_gpus: int = 2
+    decode_gpus: int = 2
+    prefill_tokens_per_s: float = 8000.0
+    decode_tokens_per_s: float = 2000.0
     kv_transfer_s_per_token: float = 0.0
 
     def __post_init__(self) -> None:

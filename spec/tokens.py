@@ -118,7 +118,11 @@ class TokenDist:
     p50: float | None = None
     p90: float | None = None
     min_value: int = 1
-    name: str = field(default="tokens", compare=False, repr=False)
+    name: str = field(default="tokens", compare=False, repr=False,
+                      metadata={"config": False})
+
+    #: The fields each mode takes; a config that switches mode clears the others.
+    MODE_FIELDS = MODES
 
     def __post_init__(self) -> None:
         _check.choice(f"{self.name}.mode", self.mode, tuple(MODES))

@@ -124,3 +124,9 @@ def test_reader_leaving_early_is_not_an_error():
                           executable="/bin/bash")
     assert proc.stdout.strip() == "{"
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+def test_config_file_refuses_group_choices():
+    proc = run("config=examples/p50_p90.yaml", "scenario=heavy_load_mono")
+    assert proc.returncode == 2
+    assert "with config=FILE only key=value overrides of the model apply" in proc.stderr

@@ -71,3 +71,71 @@ def test_every_sweep_composes_and_every_point_validates(name):
                 del job["hydra"]
             config, options = build_point(job)
             assert config.mode == "both" and config.replications >= 2
+
+
+# ---------------------------------------------------------------- one config path
+
+@pytest.mark.parametrize("group", ["prompt_tokens", "output_tokens"])
+@pytest.mark.parametrize(("option", "values"), [
+    ("log", {"mean": 5.0, "sigma": 1.0}),
+    ("real_mean_std", {"mean": 500.0, "std": 200.0}),
+    ("p50_p90", {"p50": 300.0, "p90": 900.0}),
+])
+def test_mode_switch_is_the_same_on_every_entry_point(group, option, values):
+    """``group=MODE group.k=v`` on the command line and ``{group: {mode, k: v}}`` in a
+    seed-style file give the same law: the old mode's values cleared, min_value kept."""
+    cfg = _compose([f"{group}={option}", *(f"{group}.{k}={v}" for k, v in values.items())])
+    via_hydra = getattr(to_sim_config(cfg).workload, group)
+    via_file = getattr(spec.config_from_mapping({group: {"mode": option, **values}}).workload,
+                       group)
+    assert via_hydra == via_file
+    assert via_hydra.min_value == spec.DEFAULTS[group]["min_value"]
+
+
+def test_leaf_settings_are_the_spec_types_fields():
+    """Each leaf of the schema has exactly its spec type's fields and defaults, so that a
+    field added to a spec type is a setting everywhere (Hydra, files, API) at once."""
+    import dataclasses
+
+    from spec import schema
+
+    for node, spec_type in ((schema.MonoSettings, spec.MonolithicCluster),
+                            (schema.DisaggSettings, spec.DisaggregatedCluster),
+                            (schema.TokenSettings, spec.TokenDist)):
+        wanted = {f.name: f.default for f in dataclasses.fields(spec_type)
+                  if f.metadata.get("config", True)}
+        got = {f.name: f.default for f in dataclasses.fields(node)}
+        assert got == wanted, f"{node.__name__} differs from {spec_type.__name__}"
+    composed = OmegaConf.to_container(_compose())
+    assert set(composed["cluster_disagg"]) == set(schema.to_mapping(schema.DisaggSettings()))
+
+
+def test_every_entry_point_gives_the_builtin_default(tmp_path):
+    """Hydra's composed default, an empty seed file and the Python API agree."""
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("{}\n")
+    default = spec.default_config()
+    assert to_sim_config(_compose()) == default
+    assert spec.load_config(empty) == default
+    assert spec.config_from_mapping(spec.DEFAULTS) == default
+    assert spec.config_to_mapping(default) == spec.DEFAULTS
+
+
+def test_validate_app_defaults_live_in_its_schema():
+    from conf.schema import ValidateConfig
+
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(config_name="validate")
+    assert cfg.mode == "both" and cfg.replications == ValidateConfig.replications
+    assert cfg.sim_seconds == ValidateConfig.sim_seconds
+
+
+def test_reports_do_not_import_hydra():
+    """``reports`` reads data only: importing it must not pull in the config schema."""
+    import subprocess
+    import sys
+
+    code = ("import sys, reports; bad = [m for m in ('hydra', 'omegaconf', 'conf.schema') "
+            "if m in sys.modules]; print(bad); raise SystemExit(bool(bad))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

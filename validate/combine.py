@@ -10,6 +10,8 @@ from pathlib import Path
 
 import xarray as xr
 
+from fileio import atomic_write, atomic_write_text, json_safe
+
 from .point import MISSING_VERDICT
 
 RESULT = "result.nc"
@@ -21,14 +23,10 @@ POINT_DIMS = ("architecture", "source", "statistic", "kind", "prob")
 
 def write_dataset(ds: xr.Dataset, path: Path) -> None:
     """netCDF written atomically: a reader never sees half a file."""
-    from conf.schema import atomic_write
-
     atomic_write(path, ds.to_netcdf)
 
 
 def write_json(obj, path: Path) -> None:
-    from conf.schema import atomic_write_text, json_safe
-
     atomic_write_text(str(path), json.dumps(json_safe(obj), indent=2))
 
 

@@ -1,0 +1,50 @@
+"""Writing results so that nothing is lost: atomic file writes and strict JSON.
+
+Standard library only, so that ``reports`` and ``validate`` can write files without
+importing the Hydra config schema.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_write", "atomic_write_text", "json_safe"]
+
+
+def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
+    """Produce ``path`` atomically: ``write(tmp)`` fills a temporary file beside it, which
+    is then renamed over ``path``; on any failure the temporary file is removed and
+    ``path`` is untouched (a reader never sees half a file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN and infinities become ``None`` so the output is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item") and callable(obj.item):
+        return json_safe(obj.item())
+    return obj
