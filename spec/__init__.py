@@ -3,6 +3,7 @@
 Imports numpy and scipy only; ``analytic`` and ``simulation`` both take these types.
 """
 
+from .batched import SLO, BatchedColocated, BatchedDisaggregated, Instance
 from .loader import (
     DEFAULTS,
     config_from_mapping,
@@ -10,11 +11,30 @@ from .loader import (
     load_config,
     token_dist_from_mapping,
 )
-from .system import Cluster, DisaggregatedCluster, MonolithicCluster, SimConfig, Workload
+from .profile import GPUSpec, ModelConfig, Profile
+from .profiles import load_profile, profile_names
+from .system import (
+    ArrivalProcess,
+    Cluster,
+    DisaggregatedCluster,
+    MonolithicCluster,
+    SimConfig,
+    Workload,
+)
 from .tokens import TokenDist
 
 __all__ = [
     "DEFAULTS",
+    "SLO",
+    "ArrivalProcess",
+    "BatchedColocated",
+    "BatchedDisaggregated",
+    "GPUSpec",
+    "Instance",
+    "ModelConfig",
+    "Profile",
+    "load_profile",
+    "profile_names",
     "Cluster",
     "DisaggregatedCluster",
     "MonolithicCluster",

@@ -79,4 +79,4 @@ def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
 
 def config_to_mapping(cfg: SimConfig) -> dict[str, Any]:
     """The seed-format mapping of a SimConfig (round-trips through config_from_mapping)."""
-    return schema.to_mapping(schema.settings_of(cfg))
+    return schema.config_mapping(cfg)

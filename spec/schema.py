@@ -26,23 +26,40 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _check
-from .system import DisaggregatedCluster, MonolithicCluster, SimConfig, Workload
+from .batched import SLO, BatchedColocated, BatchedDisaggregated
+from .system import ArrivalProcess, DisaggregatedCluster, MonolithicCluster, SimConfig, Workload
 from .tokens import TokenDist
 
 #: Marks a spec field that is not a setting (``field(metadata={"config": False})``).
 NOT_A_SETTING = "config"
 
 
-def node_of(spec_type: type, name: str | None = None, **defaults: Any) -> type:
+def _node_fields(node_type: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(node_type)
+    return {f.name: hints[f.name] for f in dataclasses.fields(node_type)}
+
+
+def _node(node_type: type, obj: Any) -> Any:
+    """The leaf node of a spec object (the inverse of :func:`_leaf`)."""
+    values = {}
+    for name, hint in _node_fields(node_type).items():
+        value = getattr(obj, name)
+        values[name] = _node(hint, value) if dataclasses.is_dataclass(hint) else value
+    return node_type(**values)
+
+
+def node_of(spec_type: type, name: str | None = None,
+            first: tuple[tuple[str, type, Any], ...] = (), **defaults: Any) -> type:
     """A plain dataclass with the settings of the frozen ``spec_type``.
 
     Same field names, types and defaults (``defaults`` override them), mutable and
     unvalidated, so that Hydra can merge overrides into it; :func:`build` turns it into
     ``spec_type`` (which validates). Fields marked ``metadata={"config": False}`` are
-    left out. A nested spec dataclass becomes a nested node.
+    left out. A nested spec dataclass becomes a nested node. ``first`` adds settings
+    ``(name, type, default)`` before them that the spec type does not hold itself.
     """
     hints = typing.get_type_hints(spec_type)
-    spec = []
+    spec = [(n, t, field(default=d)) for n, t, d in first]
     for f in dataclasses.fields(spec_type):
         if not f.init or f.metadata.get(NOT_A_SETTING) is False:
             continue
@@ -55,10 +72,11 @@ def node_of(spec_type: type, name: str | None = None, **defaults: Any) -> type:
             default = f.default_factory()
         else:
             raise TypeError(f"{spec_type.__name__}.{f.name} needs a default to be a setting")
-        if dataclasses.is_dataclass(hint):
-            sub = node_of(hint)
+        if dataclasses.is_dataclass(hint) or _optional_dataclass(hint):
+            hint = hint if dataclasses.is_dataclass(hint) else _optional_dataclass(hint)
+            sub = node_of(hint, f"{hint.__name__}Settings")
             hint = sub
-            value = default if default is not None else hint()
+            value = _node(sub, default) if default is not None else sub()
             spec.append((f.name, hint, field(default_factory=lambda v=value: copy.deepcopy(v))))
         elif isinstance(default, (list, dict)):
             spec.append((f.name, hint, field(default_factory=lambda v=default: copy.deepcopy(v))))
@@ -71,16 +89,25 @@ def node_of(spec_type: type, name: str | None = None, **defaults: Any) -> type:
     return cls
 
 
+def _optional_dataclass(hint: Any) -> type | None:
+    """``X`` for a hint ``X | None`` where X is a dataclass, else None."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if len(args) == 1 and dataclasses.is_dataclass(args[0]) else None
+
+
 TokenSettings = node_of(TokenDist, "TokenSettings")
 MonoSettings = node_of(MonolithicCluster, "MonoSettings")
 DisaggSettings = node_of(DisaggregatedCluster, "DisaggSettings")
+#: ``arrival``: the mean rate (req/s, > 0), then the process (:class:`ArrivalProcess`).
+ArrivalSettings = node_of(ArrivalProcess, "ArrivalSettings",
+                          first=(("rate_per_s", float, 2.0),))
+BatchedMonoSettings = node_of(BatchedColocated, "BatchedMonoSettings")
+BatchedDisaggSettings = node_of(BatchedDisaggregated, "BatchedDisaggSettings")
+SLOSettings = node_of(SLO, "SLOSettings")
 
-
-@dataclass
-class ArrivalSettings:
-    """``arrival``: the arrival process."""
-
-    rate_per_s: float = 2.0  # Poisson arrival rate (> 0)
+#: The profile every batched instance uses unless it names its own: DistServe's
+#: OPT-13B on one A100-80GB.
+DEFAULT_PROFILE = "distserve/opt-13b_tp1"
 
 
 @dataclass
@@ -90,7 +117,8 @@ class Settings:
     1.1) at least 16; 4 GPUs monolithic vs 2 prefill + 2 decode GPUs at 8000 / 2000
     tokens/s)."""
 
-    mode: str = "mono"  # mono | disagg | both
+    serving: str = "fifo"  # fifo (seed: one request per GPU) | batched
+    mode: str = "mono"  # mono (batched: colocated) | disagg | both
     sim_seconds: float = 3600.0  # arrivals in [0, sim_seconds); the run then drains
     warmup_seconds: float = 300.0  # requests arriving earlier are not measured
     random_seed: int = 42
@@ -104,14 +132,24 @@ class Settings:
     cluster_mono: MonoSettings = field(default_factory=MonoSettings)  # type: ignore[valid-type]
     cluster_disagg: DisaggSettings = field(  # type: ignore[valid-type]
         default_factory=DisaggSettings)
+    # the batched serving model (serving: batched)
+    profile: str = DEFAULT_PROFILE  # step-latency profile of instances that name none
+    batched_mono: BatchedMonoSettings = field(  # type: ignore[valid-type]
+        default_factory=BatchedMonoSettings)
+    batched_disagg: BatchedDisaggSettings = field(  # type: ignore[valid-type]
+        default_factory=BatchedDisaggSettings)
+    slo: SLOSettings = field(default_factory=SLOSettings)  # type: ignore[valid-type]
+
+
+#: Top-level keys that only one serving model reads (the other's are left out of
+#: :func:`config_mapping`).
+SERVING_KEYS: dict[str, tuple[str, ...]] = {
+    "fifo": ("cluster_mono", "cluster_disagg"),
+    "batched": ("profile", "batched_mono", "batched_disagg", "slo"),
+}
 
 
 # ---------------------------------------------------------------------- reading
-
-def _node_fields(node_type: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(node_type)
-    return {f.name: hints[f.name] for f in dataclasses.fields(node_type)}
-
 
 def _merge_into(node: Any, data: Any, path: str) -> Any:
     """``node`` with the values of ``data`` merged in (a new object; ``node`` is kept).
@@ -150,13 +188,33 @@ def from_mapping(data: Mapping[str, Any] | None = None,
 
 # ---------------------------------------------------------------------- spec types
 
-def _leaf(node: Any, **extra: Any) -> Any:
-    """The spec type a leaf node stands for, built (and so validated) from its values."""
+def _leaf(node: Any, path: str, skip: tuple[str, ...] = ()) -> Any:
+    """The spec type a leaf node stands for, built (and so validated) from its values.
+
+    A spec type with a ``name`` field that is not a setting gets ``path`` as its name, so
+    that its errors say where it sits (``batched_disagg.decode.max_num_seqs``)."""
     values = {}
     for f in dataclasses.fields(node):
+        if f.name in skip:
+            continue
         value = getattr(node, f.name)
-        values[f.name] = _leaf(value) if dataclasses.is_dataclass(value) else value
-    return type(node).__spec_type__(**values, **extra)
+        values[f.name] = (_leaf(value, f"{path}.{f.name}") if dataclasses.is_dataclass(value)
+                          else value)
+    spec_type = type(node).__spec_type__
+    if any(f.name == "name" and f.metadata.get(NOT_A_SETTING) is False
+           for f in dataclasses.fields(spec_type)):
+        values["name"] = path
+    return spec_type(**values)
+
+
+def _with_profile(node: Any, profile: str, keys: tuple[str, ...]) -> Any:
+    """A batched cluster node whose instances without a profile get the run's."""
+    out = copy.deepcopy(node)
+    for key in keys:
+        inst = getattr(out, key)
+        if inst.profile is None:
+            inst.profile = profile
+    return out
 
 
 def build(settings: Settings) -> SimConfig:
@@ -171,34 +229,55 @@ def build(settings: Settings) -> SimConfig:
     quantiles = s.quantiles
     if not isinstance(quantiles, (list, tuple)):
         raise ValueError(f"quantiles = {quantiles!r}: must be a list of numbers in (0, 1)")
-    workload = Workload(s.arrival.rate_per_s, _leaf(s.prompt_tokens, name="prompt_tokens"),
-                        _leaf(s.output_tokens, name="output_tokens"))
+    workload = Workload(s.arrival.rate_per_s, _leaf(s.prompt_tokens, "prompt_tokens"),
+                        _leaf(s.output_tokens, "output_tokens"),
+                        _leaf(s.arrival, "arrival", skip=("rate_per_s",)))
+    batched: dict[str, Any] = {}
+    if s.serving == "batched":
+        if s.mode in ("mono", "both"):
+            batched["batched_mono"] = _leaf(_with_profile(s.batched_mono, s.profile,
+                                                          ("instance",)), "batched_mono")
+        if s.mode in ("disagg", "both"):
+            batched["batched_disagg"] = _leaf(_with_profile(s.batched_disagg, s.profile,
+                                                            ("prefill", "decode")),
+                                              "batched_disagg")
     return SimConfig(mode=s.mode, sim_seconds=s.sim_seconds, warmup_seconds=s.warmup_seconds,
                      random_seed=s.random_seed, replications=s.replications,
                      quantiles=tuple(quantiles), workload=workload,
-                     cluster_mono=_leaf(s.cluster_mono), cluster_disagg=_leaf(s.cluster_disagg))
-
-
-def _node(node_type: type, obj: Any) -> Any:
-    """The leaf node of a spec object (the inverse of :func:`_leaf`)."""
-    values = {}
-    for name, hint in _node_fields(node_type).items():
-        value = getattr(obj, name)
-        values[name] = _node(hint, value) if dataclasses.is_dataclass(hint) else value
-    return node_type(**values)
+                     cluster_mono=_leaf(s.cluster_mono, "cluster_mono"),
+                     cluster_disagg=_leaf(s.cluster_disagg, "cluster_disagg"),
+                     serving=s.serving, slo=_leaf(s.slo, "slo"), **batched)
 
 
 def settings_of(cfg: SimConfig) -> Settings:
     """The :class:`Settings` that build ``cfg`` (``build(settings_of(cfg)) == cfg``)."""
     w = cfg.workload
-    return Settings(mode=cfg.mode, sim_seconds=cfg.sim_seconds,
-                    warmup_seconds=cfg.warmup_seconds, random_seed=cfg.random_seed,
-                    replications=cfg.replications, quantiles=list(cfg.quantiles),
-                    arrival=ArrivalSettings(w.arrival_rate_per_s),
-                    prompt_tokens=_node(TokenSettings, w.prompt_tokens),
-                    output_tokens=_node(TokenSettings, w.output_tokens),
-                    cluster_mono=_node(MonoSettings, cfg.cluster_mono),
-                    cluster_disagg=_node(DisaggSettings, cfg.cluster_disagg))
+    arrival = _node(ArrivalSettings, _Arrival(w.arrival_rate_per_s, w.arrival))
+    out = Settings(serving=cfg.serving, mode=cfg.mode, sim_seconds=cfg.sim_seconds,
+                   warmup_seconds=cfg.warmup_seconds, random_seed=cfg.random_seed,
+                   replications=cfg.replications, quantiles=list(cfg.quantiles),
+                   arrival=arrival,
+                   prompt_tokens=_node(TokenSettings, w.prompt_tokens),
+                   output_tokens=_node(TokenSettings, w.output_tokens),
+                   cluster_mono=_node(MonoSettings, cfg.cluster_mono),
+                   cluster_disagg=_node(DisaggSettings, cfg.cluster_disagg),
+                   slo=_node(SLOSettings, cfg.slo))
+    if cfg.batched_mono is not None:
+        out.batched_mono = _node(BatchedMonoSettings, cfg.batched_mono)
+    if cfg.batched_disagg is not None:
+        out.batched_disagg = _node(BatchedDisaggSettings, cfg.batched_disagg)
+    return out
+
+
+class _Arrival:
+    """The ``arrival`` settings' view of a workload: its rate, then its process's fields."""
+
+    def __init__(self, rate_per_s: float, process: ArrivalProcess) -> None:
+        self.rate_per_s = rate_per_s
+        self._process = process
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._process, name)
 
 
 def to_mapping(settings: Any) -> dict[str, Any]:
@@ -211,6 +290,16 @@ def to_mapping(settings: Any) -> dict[str, Any]:
             out[f.name] = to_mapping(value)
         elif value is not None:
             out[f.name] = copy.deepcopy(value)
+    return out
+
+
+def config_mapping(cfg: SimConfig) -> dict[str, Any]:
+    """The settings of ``cfg`` as a plain mapping, without the sections that only the other
+    serving model reads (``config_from_mapping(config_mapping(cfg)) == cfg``)."""
+    out = to_mapping(settings_of(cfg))
+    other = "batched" if cfg.serving == "fifo" else "fifo"
+    for key in SERVING_KEYS[other]:
+        out.pop(key, None)
     return out
 
 

@@ -98,14 +98,24 @@ def test_leaf_settings_are_the_spec_types_fields():
     import dataclasses
 
     from spec import schema
+    from spec.batched import SLO, Instance
+
+    def defaults(cls, skip=()):
+        return {f.name: (f.default if f.default is not dataclasses.MISSING else "nested")
+                for f in dataclasses.fields(cls) if f.metadata.get("config", True)
+                and f.name not in skip}
 
     for node, spec_type in ((schema.MonoSettings, spec.MonolithicCluster),
                             (schema.DisaggSettings, spec.DisaggregatedCluster),
-                            (schema.TokenSettings, spec.TokenDist)):
-        wanted = {f.name: f.default for f in dataclasses.fields(spec_type)
-                  if f.metadata.get("config", True)}
-        got = {f.name: f.default for f in dataclasses.fields(node)}
-        assert got == wanted, f"{node.__name__} differs from {spec_type.__name__}"
+                            (schema.TokenSettings, spec.TokenDist),
+                            (schema.SLOSettings, SLO),
+                            (schema.BatchedMonoSettings, spec.BatchedColocated),
+                            (schema.BatchedDisaggSettings, spec.BatchedDisaggregated),
+                            (type(schema.Settings().batched_mono.instance), Instance)):
+        assert defaults(node) == defaults(spec_type), \
+            f"{node.__name__} differs from {spec_type.__name__}"
+    assert defaults(schema.ArrivalSettings, skip=("rate_per_s",)) == \
+        defaults(spec.ArrivalProcess)
     composed = OmegaConf.to_container(_compose())
     assert set(composed["cluster_disagg"]) == set(schema.to_mapping(schema.DisaggSettings()))
 
@@ -118,7 +128,10 @@ def test_every_entry_point_gives_the_builtin_default(tmp_path):
     assert to_sim_config(_compose()) == default
     assert spec.load_config(empty) == default
     assert spec.config_from_mapping(spec.DEFAULTS) == default
-    assert spec.config_to_mapping(default) == spec.DEFAULTS
+    from spec.schema import SERVING_KEYS
+
+    fifo_only = {k: v for k, v in spec.DEFAULTS.items() if k not in SERVING_KEYS["batched"]}
+    assert spec.config_to_mapping(default) == fifo_only
 
 
 def test_validate_app_defaults_live_in_its_schema():
