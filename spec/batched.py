@@ -194,9 +194,10 @@ class BatchedDisaggregated:
         object.__setattr__(self, "decode", _resolved(self.decode, f"{p}.decode"))
         object.__setattr__(self, "link_latency_s",
                            _check.nonnegative(f"{p}.link_latency_s", self.link_latency_s))
-        object.__setattr__(self, "link_bandwidth_bytes_per_s", _check.real(
-            f"{p}.link_bandwidth_bytes_per_s", self.link_bandwidth_bytes_per_s, low=0.0,
-            low_open=True, high=math.inf))
+        bw = self.link_bandwidth_bytes_per_s
+        if not (isinstance(bw, float) and bw == math.inf):  # inf: an instant transfer
+            bw = _check.positive(f"{p}.link_bandwidth_bytes_per_s", bw)
+        object.__setattr__(self, "link_bandwidth_bytes_per_s", bw)
         _check.choice(f"{p}.routing", self.routing, ROUTINGS)
         _check.choice(f"{p}.first_token", self.first_token, FIRST_TOKEN)
         if self.kv_bytes_per_token is None:

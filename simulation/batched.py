@@ -1,0 +1,509 @@
+"""The SimPy model of batched serving (``../shared/DESIGN.md``, "The batched serving model").
+
+Instances run continuous batching: each step is scheduled by the instance's policy
+(``chunked``: vLLM v1; ``prefill_priority``: vLLM v0 / DistServe's colocated baseline),
+takes the time its step-latency profile gives for the step's sums, and completes every
+token in it at its end. KV blocks are allocated when a step is scheduled; a request that
+needs a block when none is free preempts the most recently admitted running request
+(recompute). A disaggregated cluster moves each finished prefill's KV to a decode
+instance that reserved blocks for it.
+
+Simultaneous events follow DESIGN.md's exact rule, so that another engine can give the
+very same times: at an instant ``t`` the SimPy events (step ends, transfer ends,
+arrivals) only record themselves; one *resolve* event, scheduled after all of them,
+applies step ends (instance order), then transfer ends (start order), then arrivals
+(request order), then places finished prefills on decode instances (FIFO), then lets
+idle instances start steps in index order (prefill pool before decode pool).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spec import BatchedColocated, BatchedDisaggregated, Instance
+
+from .requests import Requests
+
+# request phases
+WAITING, PREFILL, PREFILLED, TRANSFER, DECODE, DONE = range(6)
+# kinds of scheduled work in a step
+CHUNK, TOKEN = 0, 1
+
+
+@dataclass(frozen=True)
+class BatchedTimes:
+    """Per-request times (s) and counts of one batched run, in request order.
+
+    ``prefill_start_s``: the first chunk's step start; ``prefill_end_s``: the end of the
+    step that completed the (last) prefill; ``transfer_start_s`` / ``transfer_end_s``:
+    the (last) KV transfer (NaN when colocated); ``decode_admit_s``: when the request
+    joined a decode batch (colocated: its prefill's end); ``first_token_s``,
+    ``last_token_s``; ``preemptions``.
+    """
+
+    arrival_s: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    prefill_start_s: np.ndarray
+    prefill_end_s: np.ndarray
+    transfer_start_s: np.ndarray
+    transfer_end_s: np.ndarray
+    decode_admit_s: np.ndarray
+    first_token_s: np.ndarray
+    last_token_s: np.ndarray
+    preemptions: np.ndarray
+
+    @property
+    def ttft_s(self) -> np.ndarray:
+        """First token time - arrival."""
+        return self.first_token_s - self.arrival_s
+
+    @property
+    def e2e_s(self) -> np.ndarray:
+        """Last token time - arrival."""
+        return self.last_token_s - self.arrival_s
+
+    @property
+    def tpot_s(self) -> np.ndarray:
+        """``(last - first) / (O - 1)`` for ``O >= 2``, NaN for one-token outputs."""
+        o = self.output_tokens
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(o >= 2, (self.last_token_s - self.first_token_s) / (o - 1), np.nan)
+
+
+@dataclass
+class _Inst:
+    """One instance's state."""
+
+    index: int
+    kind: str  # colocated | prefill | decode
+    cfg: Instance
+    waiting: deque  # shared with the pool under routing shared_queue
+    free_blocks: int
+    running: list = field(default_factory=list)
+    incoming: int = 0  # decode instance: transfers placed here, not yet arrived
+    busy: bool = False
+    items: list = field(default_factory=list)  # the current step's work: [req, kind, n]
+    step_s: float = 0.0
+    steps: int = 0
+    busy_s: float = 0.0
+    batch_sum: int = 0
+    preemptions: int = 0
+    kv_block_s: float = 0.0  # integral of used blocks over time
+    last_t: float = 0.0
+
+    @property
+    def outstanding(self) -> int:
+        return len(self.waiting) + len(self.running) + self.incoming
+
+
+class BatchedEngine:
+    """The state machine of one batched cluster over one request stream, on SimPy's clock.
+
+    Use :func:`simulate_batched`; the engine is exposed for tests that step it by hand.
+    """
+
+    def __init__(self, requests: Requests, cluster: BatchedColocated | BatchedDisaggregated
+                 ) -> None:
+        import simpy
+
+        self.env = simpy.Environment()
+        self.cluster = cluster
+        self.disagg = isinstance(cluster, BatchedDisaggregated)
+        self.first_token_at_prefill = cluster.first_token == "prefill"
+        self.routing = cluster.routing
+        n = len(requests)
+        self.arrival = requests.arrival_s.tolist()
+        self.p0 = [int(x) for x in requests.prompt_tokens.tolist()]
+        self.out = [int(x) for x in requests.output_tokens.tolist()]
+        self.prompt = list(self.p0)
+        self.computed = [0] * n
+        self.generated = [0] * n
+        self.blocks = [0] * n
+        self.where = [-1] * n  # instance holding the request's KV (or its queue)
+        self.phase = [WAITING] * n
+        nan = float("nan")
+        self.t_prefill_start = [nan] * n
+        self.t_prefill_end = [nan] * n
+        self.t_transfer_start = [nan] * n
+        self.t_transfer_end = [nan] * n
+        self.t_decode_admit = [nan] * n
+        self.t_first = [nan] * n
+        self.t_last = [nan] * n
+        self.n_preempt = [0] * n
+        self.finished = 0
+        # pools
+        self.instances: list[_Inst] = []
+        pools = cluster.pools()
+        self.pool_of: dict[str, list[_Inst]] = {}
+        for kind, count, inst in pools:
+            shared = deque()
+            members = []
+            for _ in range(count):
+                q = shared if self.routing == "shared_queue" else deque()
+                members.append(_Inst(len(self.instances), kind, inst, q, inst.kv_blocks))
+                self.instances.append(members[-1])
+            self.pool_of[kind] = members
+        self.entry = self.pool_of["colocated" if not self.disagg else "prefill"]
+        self.rr = {k: 0 for k in self.pool_of}
+        self.decode_fifo: deque[int] = deque()
+        self._check_fits()
+        # per-instant buckets and the resolve event
+        self.ended: list[_Inst] = []
+        self.transfers_done: list[tuple[int, int, int]] = []  # (seq, req, decode inst)
+        self.arrived: list[int] = []
+        self.resolve_pending = False
+        self.transfer_seq = 0
+
+    # ------------------------------------------------------------------ checks
+    def _check_fits(self) -> None:
+        """Refuse, by name, a request whose context can never fit an instance's cache."""
+        extra = 1 if self.first_token_at_prefill else 0
+        for kind, members in self.pool_of.items():
+            inst = members[0].cfg
+            for i, (p, o) in enumerate(zip(self.p0, self.out, strict=True)):
+                need = p if kind == "prefill" else p + o - extra
+                if need > inst.kv_tokens:
+                    raise ValueError(
+                        f"request {i} (prompt {p}, output {o} tokens) needs {need} KV tokens; "
+                        f"{inst.name} holds {inst.kv_tokens}: it can never be served "
+                        "(raise kv_capacity_tokens or drop the request)")
+                if (inst.policy == "prefill_priority" and kind != "decode"
+                        and p > inst.max_num_batched_tokens):
+                    raise ValueError(
+                        f"request {i}: prompt of {p} tokens exceeds {inst.name}."
+                        f"max_num_batched_tokens = {inst.max_num_batched_tokens} under "
+                        "policy prefill_priority (whole prompts only)")
+
+    # ------------------------------------------------------------------ events
+    def _kick(self) -> None:
+        """Schedule this instant's resolve after every event already due now."""
+        if not self.resolve_pending:
+            self.resolve_pending = True
+            ev = self.env.event()
+            ev.callbacks.append(self._resolve)
+            ev.succeed()
+
+    def _arrival_source(self):
+        env = self.env
+        for i, t in enumerate(self.arrival):
+            delay = t - env.now
+            if delay > 0.0:
+                yield env.timeout(delay)
+            self.arrived.append(i)
+            self._kick()
+
+    def _on_step_end(self, inst: _Inst) -> None:
+        self.ended.append(inst)
+        self._kick()
+
+    def _on_transfer_end(self, seq: int, req: int, dst: int) -> None:
+        self.transfers_done.append((seq, req, dst))
+        self._kick()
+
+    # ------------------------------------------------------------------ the instant
+    def _resolve(self, _event) -> None:
+        t = self.env.now
+        self.resolve_pending = False
+        ended, self.ended = sorted(self.ended, key=lambda x: x.index), []
+        for inst in ended:
+            self._finish_step(inst, t)
+        done, self.transfers_done = sorted(self.transfers_done), []
+        for _seq, req, dst in done:
+            self._join_decode(req, self.instances[dst], t)
+        arrived, self.arrived = sorted(self.arrived), []
+        for req in arrived:
+            self._route(req, front=False)
+        if self.disagg:
+            self._place_prefilled(t)
+        for inst in self.instances:
+            if not inst.busy:
+                self._start_step(inst, t)
+
+    # ------------------------------------------------------------------ routing
+    def _pick(self, members: list[_Inst], pool: str) -> _Inst:
+        if self.routing == "round_robin":
+            k = self.rr[pool]
+            self.rr[pool] = (k + 1) % len(members)
+            return members[k]
+        if self.routing == "shared_queue":
+            return members[0]  # the pool's one queue; bound late to an instance
+        return min(members, key=lambda m: (m.outstanding, m.index))
+
+    def _route(self, req: int, front: bool) -> None:
+        """A new (or preempted) request joins an entry instance's queue."""
+        inst = self._pick(self.entry, "prefill" if self.disagg else "colocated")
+        self.phase[req] = WAITING
+        self.where[req] = inst.index
+        if front:
+            inst.waiting.appendleft(req)
+        else:
+            inst.waiting.append(req)
+
+    # ------------------------------------------------------------------ steps
+    def _touch(self, inst: _Inst, t: float) -> None:
+        """Accumulate the time-average of used KV blocks up to ``t``."""
+        used = inst.cfg.kv_blocks - inst.free_blocks
+        inst.kv_block_s += used * (t - inst.last_t)
+        inst.last_t = t
+
+    def _emit(self, req: int, t: float) -> None:
+        self.generated[req] += 1
+        if self.generated[req] == 1 and self.t_first[req] != self.t_first[req]:
+            self.t_first[req] = t
+        self.t_last[req] = t
+
+    def _finish_step(self, inst: _Inst, t: float) -> None:
+        self._touch(inst, t)
+        inst.busy = False
+        for req, kind, n in inst.items:
+            self.computed[req] += n
+            if kind == CHUNK:
+                if self.computed[req] < self.prompt[req]:
+                    continue
+                self.t_prefill_end[req] = t
+                if inst.kind == "prefill":
+                    if self.first_token_at_prefill:
+                        self._emit(req, t)
+                        if self.generated[req] >= self.out[req]:
+                            self._finish(inst, req)
+                            continue
+                    inst.running.remove(req)
+                    self.phase[req] = PREFILLED
+                    self.decode_fifo.append(req)
+                    continue
+                self.phase[req] = DECODE
+                if self.t_decode_admit[req] != self.t_decode_admit[req]:
+                    self.t_decode_admit[req] = t
+                if self.first_token_at_prefill:
+                    self._emit(req, t)
+            else:
+                self._emit(req, t)
+            if self.generated[req] >= self.out[req]:
+                self._finish(inst, req)
+        inst.items = []
+
+    def _finish(self, inst: _Inst, req: int) -> None:
+        inst.running.remove(req)
+        inst.free_blocks += self.blocks[req]
+        self.blocks[req] = 0
+        self.phase[req] = DONE
+        self.finished += 1
+
+    def _preempt(self, inst: _Inst, victim: int) -> None:
+        """Evict ``victim`` (recompute): free its blocks, unschedule it, requeue at the front
+        with its generated tokens added to its prompt."""
+        inst.running.remove(victim)
+        inst.free_blocks += self.blocks[victim]
+        self.blocks[victim] = 0
+        inst.items = [it for it in inst.items if it[0] != victim]
+        self.computed[victim] = 0
+        self.prompt[victim] = self.p0[victim] + self.generated[victim]
+        self.n_preempt[victim] += 1
+        inst.preemptions += 1
+        if inst.kind == "colocated":
+            self.phase[victim] = WAITING
+            inst.waiting.appendleft(victim)
+        else:  # decode instance: back to the front of the prefill pool's queue
+            self._route(victim, front=True)
+
+    def _grow(self, inst: _Inst, req: int, tokens: int) -> bool:
+        """Give ``req`` blocks for ``tokens`` cached tokens, preempting the most recently
+        admitted running requests while none are free. False if ``req`` itself went."""
+        need = inst.cfg.blocks_for(tokens) - self.blocks[req]
+        while need > inst.free_blocks:
+            victim = inst.running[-1]
+            self._preempt(inst, victim)
+            if victim == req:
+                return False
+        inst.free_blocks -= need
+        self.blocks[req] += need
+        return True
+
+    def _admit(self, inst: _Inst, req: int, t: float) -> None:
+        inst.waiting.popleft()
+        inst.running.append(req)
+        self.where[req] = inst.index
+        self.phase[req] = PREFILL
+        if self.t_prefill_start[req] != self.t_prefill_start[req]:
+            self.t_prefill_start[req] = t
+
+    def _schedule_chunked(self, inst: _Inst, t: float) -> None:
+        cfg = inst.cfg
+        budget = cfg.max_num_batched_tokens
+        cap = cfg.long_prefill_token_threshold or budget
+        preempted = inst.preemptions
+        # running decodes first, one token each
+        for req in list(inst.running):
+            if budget < 1:
+                break
+            if req not in inst.running or self.phase[req] != DECODE:
+                continue
+            if self._grow(inst, req, self.computed[req] + 1):
+                inst.items.append([req, TOKEN, 1])
+                budget -= 1
+        budget = cfg.max_num_batched_tokens - sum(it[2] for it in inst.items)
+        # then unfinished prefills
+        for req in list(inst.running):
+            if budget < 1:
+                break
+            if req not in inst.running or self.phase[req] != PREFILL:
+                continue
+            chunk = min(self.prompt[req] - self.computed[req], budget, cap)
+            if self._grow(inst, req, self.computed[req] + chunk):
+                inst.items.append([req, CHUNK, chunk])
+            budget = cfg.max_num_batched_tokens - sum(it[2] for it in inst.items)
+        if inst.preemptions != preempted:
+            return  # in a step that preempted, no waiting request is admitted (vLLM v1)
+        # then waiting requests, FCFS
+        while inst.waiting and budget > 0 and len(inst.running) < cfg.max_num_seqs:
+            req = inst.waiting[0]
+            chunk = min(self.prompt[req], budget, cap)
+            need = cfg.blocks_for(chunk)
+            if need > inst.free_blocks:
+                break
+            self._admit(inst, req, t)
+            inst.free_blocks -= need
+            self.blocks[req] = need
+            inst.items.append([req, CHUNK, chunk])
+            budget -= chunk
+
+    def _schedule_prefill_priority(self, inst: _Inst, t: float) -> None:
+        cfg = inst.cfg
+        tokens = 0
+        while inst.waiting and len(inst.running) < cfg.max_num_seqs:
+            req = inst.waiting[0]
+            length = self.prompt[req]
+            if tokens and tokens + length > cfg.max_num_batched_tokens:
+                break
+            need = cfg.blocks_for(length)
+            if need > inst.free_blocks:
+                break
+            self._admit(inst, req, t)
+            inst.free_blocks -= need
+            self.blocks[req] = need
+            inst.items.append([req, CHUNK, length])
+            tokens += length
+        if inst.items:
+            return  # a prefill-only step
+        for req in list(inst.running):
+            if req in inst.running and self.phase[req] == DECODE and \
+                    self._grow(inst, req, self.computed[req] + 1):
+                inst.items.append([req, TOKEN, 1])
+
+    def _schedule_decode(self, inst: _Inst) -> None:
+        """A decode instance: decode-only steps over its running requests (the token
+        budget caps them under ``chunked``)."""
+        budget = (inst.cfg.max_num_batched_tokens if inst.cfg.policy == "chunked"
+                  else len(inst.running))
+        for req in list(inst.running):
+            if len(inst.items) >= budget:
+                break
+            if req in inst.running and self._grow(inst, req, self.computed[req] + 1):
+                inst.items.append([req, TOKEN, 1])
+
+    def _start_step(self, inst: _Inst, t: float) -> None:
+        self._touch(inst, t)
+        if inst.kind == "decode":
+            self._schedule_decode(inst)
+        elif inst.cfg.policy == "chunked":
+            self._schedule_chunked(inst, t)
+        else:
+            self._schedule_prefill_priority(inst, t)
+        if not inst.items:
+            return
+        n_p = s_l = s_l2 = s_lx = s_x = n_d = s_c = 0
+        for req, kind, n in inst.items:
+            done = self.computed[req]
+            if kind == CHUNK:
+                n_p += 1
+                s_l += n
+                s_l2 += n * n
+                s_lx += n * done
+                s_x += done
+            else:
+                n_d += 1
+                s_c += done + 1
+        dur = inst.cfg.step_profile.step_time_s(n_p, float(s_l), float(s_l2), float(s_lx),
+                                                 float(s_x), n_d, float(s_c))
+        if not dur > 0.0:
+            raise ValueError(f"{inst.cfg.name}: profile {inst.cfg.step_profile.name!r} gives "
+                             f"a step of {dur!r} s; steps must take > 0 s")
+        inst.busy = True
+        inst.steps += 1
+        inst.busy_s += dur
+        inst.batch_sum += len(inst.items)
+        ev = self.env.timeout(dur)
+        ev.callbacks.append(lambda _e, inst=inst: self._on_step_end(inst))
+
+    # ------------------------------------------------------------------ disaggregation
+    def _place_prefilled(self, t: float) -> None:
+        """Finished prefills, strictly in FIFO order, to the decode instance with room and
+        the fewest outstanding requests (lowest index on ties); the transfer starts."""
+        decode = self.pool_of["decode"]
+        cluster = self.cluster
+        while self.decode_fifo:
+            req = self.decode_fifo[0]
+            need = decode[0].cfg.blocks_for(self.computed[req])
+            room = [m for m in decode if m.free_blocks >= need
+                    and len(m.running) + m.incoming < m.cfg.max_num_seqs]
+            if not room:
+                return
+            dst = min(room, key=lambda m: (m.outstanding, m.index))
+            self.decode_fifo.popleft()
+            self._touch(dst, t)
+            dst.free_blocks -= need
+            dst.incoming += 1
+            self.phase[req] = TRANSFER
+            self.t_transfer_start[req] = t
+            dur = cluster.transfer_s(self.computed[req])  # type: ignore[union-attr]
+            seq = self.transfer_seq
+            self.transfer_seq += 1
+            self._pending_blocks[req] = need
+            if dur > 0.0:
+                ev = self.env.timeout(dur)
+                ev.callbacks.append(
+                    lambda _e, s=seq, r=req, d=dst.index: self._on_transfer_end(s, r, d))
+            else:
+                self._join_decode(req, dst, t)
+
+    def _join_decode(self, req: int, dst: _Inst, t: float) -> None:
+        """The KV has arrived: free it on the prefill instance, join the decode batch."""
+        src = self.instances[self.where[req]]
+        self._touch(src, t)
+        src.free_blocks += self.blocks[req]
+        self.blocks[req] = self._pending_blocks.pop(req)
+        dst.incoming -= 1
+        dst.running.append(req)
+        self.where[req] = dst.index
+        self.phase[req] = DECODE
+        self.t_transfer_end[req] = t
+        if self.t_decode_admit[req] != self.t_decode_admit[req]:
+            self.t_decode_admit[req] = t
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> BatchedTimes:
+        self._pending_blocks: dict[int, int] = {}
+        self.env.process(self._arrival_source())
+        self.env.run()
+        n = len(self.arrival)
+        if self.finished != n:
+            raise RuntimeError(f"batched run ended with {n - self.finished} of {n} requests "
+                               "unfinished (a scheduling deadlock: please report it)")
+        f = np.asarray
+        return BatchedTimes(
+            f(self.arrival, dtype=float), f(self.p0, dtype=float), f(self.out, dtype=float),
+            f(self.t_prefill_start), f(self.t_prefill_end), f(self.t_transfer_start),
+            f(self.t_transfer_end), f(self.t_decode_admit), f(self.t_first), f(self.t_last),
+            f(self.n_preempt, dtype=np.int64))
+
+
+def simulate_batched(requests: Requests, cluster: BatchedColocated | BatchedDisaggregated
+                     ) -> tuple[BatchedTimes, BatchedEngine]:
+    """Run ``requests`` through a batched cluster; per-request times and the engine (its
+    instances carry steps, busy time, batch sizes, KV occupancy and preemptions)."""
+    engine = BatchedEngine(requests, cluster)
+    return engine.run(), engine
