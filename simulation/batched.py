@@ -323,13 +323,17 @@ class BatchedEngine:
         self.blocks[req] += need
         return True
 
-    def _admit(self, inst: _Inst, req: int, t: float) -> None:
+    def _admit(self, inst: _Inst, req: int, tokens: int, blocks: int, t: float) -> None:
+        """The head of ``inst``'s queue joins its batch with a first chunk of ``tokens``."""
         inst.waiting.popleft()
         inst.running.append(req)
         self.where[req] = inst.index
         self.phase[req] = PREFILL
         if self.t_prefill_start[req] != self.t_prefill_start[req]:
             self.t_prefill_start[req] = t
+        inst.free_blocks -= blocks
+        self.blocks[req] = blocks
+        inst.items.append([req, CHUNK, tokens])
 
     def _schedule_chunked(self, inst: _Inst, t: float) -> None:
         cfg = inst.cfg
@@ -365,10 +369,7 @@ class BatchedEngine:
             need = cfg.blocks_for(chunk)
             if need > inst.free_blocks:
                 break
-            self._admit(inst, req, t)
-            inst.free_blocks -= need
-            self.blocks[req] = need
-            inst.items.append([req, CHUNK, chunk])
+            self._admit(inst, req, chunk, need, t)
             budget -= chunk
 
     def _schedule_prefill_priority(self, inst: _Inst, t: float) -> None:
@@ -382,10 +383,7 @@ class BatchedEngine:
             need = cfg.blocks_for(length)
             if need > inst.free_blocks:
                 break
-            self._admit(inst, req, t)
-            inst.free_blocks -= need
-            self.blocks[req] = need
-            inst.items.append([req, CHUNK, length])
+            self._admit(inst, req, length, need, t)
             tokens += length
         if inst.items:
             return  # a prefill-only step

@@ -61,19 +61,20 @@ def load_config(path: str | Path) -> SimConfig:
     return config_from_mapping(read_yaml_mapping(path))
 
 
-def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """The mapping a YAML file holds, or a ``ValueError`` naming the file."""
+def read_yaml_mapping(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """The mapping a YAML file holds, or a ``ValueError`` naming the setting ``what`` and
+    the file."""
     import yaml  # PyYAML ships with hydra-core's omegaconf; imported here to keep spec light
 
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"config = {str(path)!r}: no such file")
+        raise ValueError(f"{what} = {str(path)!r}: no such file")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise ValueError(f"config = {str(path)!r}: not valid YAML ({exc})") from None
+        raise ValueError(f"{what} = {str(path)!r}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"config = {str(path)!r}: must hold a YAML mapping of settings")
+        raise ValueError(f"{what} = {str(path)!r}: must hold a YAML mapping")
     return data
 
 

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from .loader import read_yaml_mapping as _read_yaml
 from .profile import GPUSpec, ModelConfig, Profile
 
 _ROOFLINE = re.compile(r"^roofline/(?P<model>[^_/]+)_(?P<gpu>[^_/]+)_tp(?P<tp>\d+)$")
@@ -25,18 +26,6 @@ _RATES = re.compile(r"^rates/(?P<p>[0-9.eE+-]+)_(?P<d>[0-9.eE+-]+)$")
 
 def _conf() -> Path:
     return Path(str(resources.files("conf")))
-
-
-def _read_yaml(path: Path, what: str) -> dict[str, Any]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{what} = {str(path)!r}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{what} = {str(path)!r}: must hold a YAML mapping")
-    return data
 
 
 def _names(folder: str) -> list[str]:
