@@ -85,9 +85,10 @@ class ModelConfig:
     Parameters
     ----------
     name : str
-    num_layers, hidden_size, num_heads, num_kv_heads, head_dim, intermediate_size,
-    vocab_size : int
+    num_layers, hidden_size, num_heads, num_kv_heads : int
         As in a Hugging Face ``config.json`` (:meth:`from_hf_config` reads one).
+    head_dim, intermediate_size, vocab_size : int
+        Likewise.
     dtype_bytes : int
         Bytes per weight and per KV element (2 for bf16 / fp16).
     gated_mlp : bool
