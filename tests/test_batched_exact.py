@@ -174,3 +174,32 @@ def test_finished_prefills_go_to_the_decode_instance_with_fewest_outstanding():
     t, _ = simulate_batched(requests((0, 4, 3), (0.010, 4, 2)), cluster)
     assert t.first_token_s.tolist() == pytest.approx([0.014, 0.024])
     assert t.last_token_s.tolist() == pytest.approx([0.034, 0.034])
+
+
+@pytest.mark.parametrize("policy", ["chunked", "prefill_priority"])
+@pytest.mark.parametrize("disagg", [False, True], ids=["colocated", "disaggregated"])
+def test_conservation_on_random_workloads_with_preemption(policy, disagg):
+    """Every request finishes once with exactly its output tokens, tokens appear in time
+    order, every KV block is returned at the end, and the small cache forces preemptions
+    (so the check covers them)."""
+    rng = np.random.default_rng(11)
+    n = 300
+    arrival = np.cumsum(rng.exponential(0.02, n))
+    prompt = rng.integers(1, 60, n).astype(float)
+    output = rng.integers(1, 40, n).astype(float)
+    req = Requests(arrival, prompt, output)
+    kw = dict(kv=160, block_size=8, max_num_seqs=8, max_num_batched_tokens=64, policy=policy)
+    if disagg:
+        cluster = BatchedDisaggregated(prefill_instances=2, decode_instances=2,
+                                       prefill=hand_instance(**kw), decode=hand_instance(**kw),
+                                       link_latency_s=0.002, link_bandwidth_bytes_per_s=5e4)
+    else:
+        cluster = BatchedColocated(instances=2, instance=hand_instance(**kw))
+    t, eng = simulate_batched(req, cluster)
+    assert eng.finished == n and eng.generated == [int(o) for o in output]
+    assert np.all(t.first_token_s >= t.arrival_s) and np.all(t.last_token_s >= t.first_token_s)
+    assert np.all(t.prefill_end_s >= t.prefill_start_s)
+    for inst in eng.instances:
+        assert inst.free_blocks == inst.cfg.kv_blocks, f"instance {inst.index} leaked blocks"
+        assert not inst.running and not inst.waiting and inst.incoming == 0
+    assert t.preemptions.sum() > 0
