@@ -72,11 +72,13 @@ class Instance:
             return  # a cluster fills it from the run's profile (see spec.schema.build)
         from .profiles import load_profile
 
-        prof = self.profile if isinstance(self.profile, Profile) else None
-        try:
-            prof = prof or load_profile(self.profile)
-        except ValueError as exc:
-            raise ValueError(f"{n}.{exc}") from None
+        if isinstance(self.profile, Profile):  # the Python API may pass one directly
+            prof = self.profile
+        else:
+            try:
+                prof = load_profile(self.profile)
+            except ValueError as exc:
+                raise ValueError(f"{n}.{exc}") from None
         object.__setattr__(self, "_profile", prof)
         kv = self.kv_capacity_tokens
         if kv is None:
@@ -121,15 +123,13 @@ class Instance:
         return -(-int(tokens) // self.block_size)
 
 
-def _named(inst: Instance, name: str) -> Instance:
-    """``inst`` with error messages naming it ``name`` (re-validated under that name)."""
+def _resolved(inst: Instance, name: str) -> Instance:
+    """``inst`` named for its place in the cluster (re-validated under that name when it
+    was built elsewhere), with its profile set."""
     from dataclasses import replace
 
-    return replace(inst, name=name) if inst.name != name else inst
-
-
-def _resolved(inst: Instance, name: str) -> Instance:
-    inst = _named(inst, name)
+    if inst.name != name:
+        inst = replace(inst, name=name)
     if not inst.resolved:
         raise ValueError(f"{name}.profile is missing: give profile=NAME (e.g. "
                          "profile=distserve/opt-13b_tp1)")

@@ -24,9 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import _check, schema
+from . import schema
 from .system import SimConfig
-from .tokens import MODES as TOKEN_MODES
 from .tokens import TokenDist
 
 #: The built-in default: the seed's default workload and clusters (from :mod:`spec.schema`).
@@ -34,9 +33,7 @@ DEFAULTS: dict[str, Any] = schema.DEFAULTS
 
 def token_dist_from_mapping(name: str, data: Mapping[str, Any]) -> TokenDist:
     """A :class:`TokenDist` from ``{mode, mean, sigma | std, p50, p90, min_value}``."""
-    data = _check.keys(name, dict(data), tuple(schema.TokenSettings.__dataclass_fields__))
-    _check.choice(f"{name}.mode", data.get("mode", "log"), tuple(TOKEN_MODES))
-    return TokenDist(name=name, **data)
+    return schema.leaf_from_mapping(schema.TokenSettings, data, name)
 
 
 def config_from_mapping(data: Mapping[str, Any] | None = None) -> SimConfig:

@@ -39,24 +39,27 @@ def _node_fields(node_type: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(node_type)}
 
 
-def _node(node_type: type, obj: Any) -> Any:
-    """The leaf node of a spec object (the inverse of :func:`_leaf`)."""
-    values = {}
+def _node(node_type: type, obj: Any, **given: Any) -> Any:
+    """The leaf node of a spec object (the inverse of :func:`_leaf`); ``given`` supplies
+    settings the spec object does not hold itself."""
+    values = dict(given)
     for name, hint in _node_fields(node_type).items():
+        if name in given:
+            continue
         value = getattr(obj, name)
         values[name] = _node(hint, value) if dataclasses.is_dataclass(hint) else value
     return node_type(**values)
 
 
 def node_of(spec_type: type, name: str | None = None,
-            first: tuple[tuple[str, type, Any], ...] = (), **defaults: Any) -> type:
+            first: tuple[tuple[str, type, Any], ...] = ()) -> type:
     """A plain dataclass with the settings of the frozen ``spec_type``.
 
-    Same field names, types and defaults (``defaults`` override them), mutable and
-    unvalidated, so that Hydra can merge overrides into it; :func:`build` turns it into
-    ``spec_type`` (which validates). Fields marked ``metadata={"config": False}`` are
-    left out. A nested spec dataclass becomes a nested node. ``first`` adds settings
-    ``(name, type, default)`` before them that the spec type does not hold itself.
+    Same field names, types and defaults, mutable and unvalidated, so that Hydra can merge
+    overrides into it; :func:`build` turns it into ``spec_type`` (which validates).
+    Fields marked ``metadata={"config": False}`` are left out. A nested spec dataclass
+    becomes a nested node. ``first`` adds settings ``(name, type, default)`` before them
+    that the spec type does not hold itself.
     """
     hints = typing.get_type_hints(spec_type)
     spec = [(n, t, field(default=d)) for n, t, d in first]
@@ -64,20 +67,16 @@ def node_of(spec_type: type, name: str | None = None,
         if not f.init or f.metadata.get(NOT_A_SETTING) is False:
             continue
         hint = hints[f.name]
-        if f.name in defaults:
-            default = defaults[f.name]
-        elif f.default is not dataclasses.MISSING:
+        if f.default is not dataclasses.MISSING:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
         else:
             raise TypeError(f"{spec_type.__name__}.{f.name} needs a default to be a setting")
-        if dataclasses.is_dataclass(hint) or _optional_dataclass(hint):
-            hint = hint if dataclasses.is_dataclass(hint) else _optional_dataclass(hint)
+        if dataclasses.is_dataclass(hint):
             sub = node_of(hint, f"{hint.__name__}Settings")
-            hint = sub
-            value = _node(sub, default) if default is not None else sub()
-            spec.append((f.name, hint, field(default_factory=lambda v=value: copy.deepcopy(v))))
+            value = _node(sub, default)
+            spec.append((f.name, sub, field(default_factory=lambda v=value: copy.deepcopy(v))))
         elif isinstance(default, (list, dict)):
             spec.append((f.name, hint, field(default_factory=lambda v=default: copy.deepcopy(v))))
         else:
@@ -87,12 +86,6 @@ def node_of(spec_type: type, name: str | None = None,
     cls.__spec_type__ = spec_type  # type: ignore[attr-defined]
     cls.__doc__ = f"Settings of :class:`{spec_type.__module__}.{spec_type.__name__}`."
     return cls
-
-
-def _optional_dataclass(hint: Any) -> type | None:
-    """``X`` for a hint ``X | None`` where X is a dataclass, else None."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if len(args) == 1 and dataclasses.is_dataclass(args[0]) else None
 
 
 TokenSettings = node_of(TokenDist, "TokenSettings")
@@ -159,8 +152,9 @@ def _merge_into(node: Any, data: Any, path: str) -> Any:
     do, so that values of two modes never mix.
     """
     types = _node_fields(type(node))
-    _check.keys(path or "config", data if isinstance(data, dict) else
-                (dict(data) if isinstance(data, Mapping) else data), tuple(types))
+    if isinstance(data, Mapping):
+        data = dict(data)
+    _check.keys(path or "config", data, tuple(types))
     out = copy.deepcopy(node)
     spec_type = getattr(type(node), "__spec_type__", None)
     modes = getattr(spec_type, "MODE_FIELDS", None)
@@ -187,6 +181,13 @@ def from_mapping(data: Mapping[str, Any] | None = None,
 
 
 # ---------------------------------------------------------------------- spec types
+
+def leaf_from_mapping(node_type: type, data: Mapping[str, Any], path: str) -> Any:
+    """One leaf's spec object from a mapping over the leaf's defaults (keys checked, values
+    validated, errors naming ``path``): ``leaf_from_mapping(TokenSettings, {...},
+    "prompt_tokens")`` is a :class:`~spec.tokens.TokenDist`."""
+    return _leaf(_merge_into(node_type(), data, path), path)
+
 
 def _leaf(node: Any, path: str, skip: tuple[str, ...] = ()) -> Any:
     """The spec type a leaf node stands for, built (and so validated) from its values.
@@ -252,7 +253,7 @@ def build(settings: Settings) -> SimConfig:
 def settings_of(cfg: SimConfig) -> Settings:
     """The :class:`Settings` that build ``cfg`` (``build(settings_of(cfg)) == cfg``)."""
     w = cfg.workload
-    arrival = _node(ArrivalSettings, _Arrival(w.arrival_rate_per_s, w.arrival))
+    arrival = _node(ArrivalSettings, w.arrival, rate_per_s=w.arrival_rate_per_s)
     out = Settings(serving=cfg.serving, mode=cfg.mode, sim_seconds=cfg.sim_seconds,
                    warmup_seconds=cfg.warmup_seconds, random_seed=cfg.random_seed,
                    replications=cfg.replications, quantiles=list(cfg.quantiles),
@@ -267,17 +268,6 @@ def settings_of(cfg: SimConfig) -> Settings:
     if cfg.batched_disagg is not None:
         out.batched_disagg = _node(BatchedDisaggSettings, cfg.batched_disagg)
     return out
-
-
-class _Arrival:
-    """The ``arrival`` settings' view of a workload: its rate, then its process's fields."""
-
-    def __init__(self, rate_per_s: float, process: ArrivalProcess) -> None:
-        self.rate_per_s = rate_per_s
-        self._process = process
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._process, name)
 
 
 def to_mapping(settings: Any) -> dict[str, Any]:
