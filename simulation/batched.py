@@ -18,6 +18,7 @@ idle instances start steps in index order (prefill pool before decode pool).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -87,7 +88,7 @@ class _Inst:
     incoming: int = 0  # decode instance: transfers placed here, not yet arrived
     busy: bool = False
     items: list = field(default_factory=list)  # the current step's work: [req, kind, n]
-    step_s: float = 0.0
+    tokens: int = 0  # tokens in the current step (its share of max_num_batched_tokens)
     steps: int = 0
     busy_s: float = 0.0
     batch_sum: int = 0
@@ -157,24 +158,30 @@ class BatchedEngine:
         self.arrived: list[int] = []
         self.resolve_pending = False
         self.transfer_seq = 0
+        self._pending_blocks: dict[int, int] = {}  # blocks reserved on the decode side
 
     # ------------------------------------------------------------------ checks
     def _check_fits(self) -> None:
         """Refuse, by name, a request whose context can never fit an instance's cache."""
+        p = np.asarray(self.p0, dtype=np.int64)
+        o = np.asarray(self.out, dtype=np.int64)
         extra = 1 if self.first_token_at_prefill else 0
         for kind, members in self.pool_of.items():
             inst = members[0].cfg
-            for i, (p, o) in enumerate(zip(self.p0, self.out, strict=True)):
-                need = p if kind == "prefill" else p + o - extra
-                if need > inst.kv_tokens:
+            need = p if kind == "prefill" else p + o - extra
+            bad = np.flatnonzero(need > inst.kv_tokens)
+            if len(bad):
+                i = int(bad[0])
+                raise ValueError(
+                    f"request {i} (prompt {p[i]}, output {o[i]} tokens) needs {need[i]} KV "
+                    f"tokens; {inst.name} holds {inst.kv_tokens}: it can never be served "
+                    "(raise kv_capacity_tokens or drop the request)")
+            if inst.policy == "prefill_priority" and kind != "decode":
+                bad = np.flatnonzero(p > inst.max_num_batched_tokens)
+                if len(bad):
+                    i = int(bad[0])
                     raise ValueError(
-                        f"request {i} (prompt {p}, output {o} tokens) needs {need} KV tokens; "
-                        f"{inst.name} holds {inst.kv_tokens}: it can never be served "
-                        "(raise kv_capacity_tokens or drop the request)")
-                if (inst.policy == "prefill_priority" and kind != "decode"
-                        and p > inst.max_num_batched_tokens):
-                    raise ValueError(
-                        f"request {i}: prompt of {p} tokens exceeds {inst.name}."
+                        f"request {i}: prompt of {p[i]} tokens exceeds {inst.name}."
                         f"max_num_batched_tokens = {inst.max_num_batched_tokens} under "
                         "policy prefill_priority (whole prompts only)")
 
@@ -252,7 +259,7 @@ class BatchedEngine:
 
     def _emit(self, req: int, t: float) -> None:
         self.generated[req] += 1
-        if self.generated[req] == 1 and self.t_first[req] != self.t_first[req]:
+        if self.generated[req] == 1:
             self.t_first[req] = t
         self.t_last[req] = t
 
@@ -276,7 +283,7 @@ class BatchedEngine:
                     self.decode_fifo.append(req)
                     continue
                 self.phase[req] = DECODE
-                if self.t_decode_admit[req] != self.t_decode_admit[req]:
+                if math.isnan(self.t_decode_admit[req]):
                     self.t_decode_admit[req] = t
                 if self.first_token_at_prefill:
                     self._emit(req, t)
@@ -285,6 +292,7 @@ class BatchedEngine:
             if self.generated[req] >= self.out[req]:
                 self._finish(inst, req)
         inst.items = []
+        inst.tokens = 0
 
     def _finish(self, inst: _Inst, req: int) -> None:
         inst.running.remove(req)
@@ -299,7 +307,10 @@ class BatchedEngine:
         inst.running.remove(victim)
         inst.free_blocks += self.blocks[victim]
         self.blocks[victim] = 0
-        inst.items = [it for it in inst.items if it[0] != victim]
+        mine = [it for it in inst.items if it[0] == victim]
+        if mine:
+            inst.items.remove(mine[0])
+            inst.tokens -= mine[0][2]
         self.computed[victim] = 0
         self.prompt[victim] = self.p0[victim] + self.generated[victim]
         self.n_preempt[victim] += 1
@@ -329,79 +340,75 @@ class BatchedEngine:
         inst.running.append(req)
         self.where[req] = inst.index
         self.phase[req] = PREFILL
-        if self.t_prefill_start[req] != self.t_prefill_start[req]:
+        if math.isnan(self.t_prefill_start[req]):
             self.t_prefill_start[req] = t
         inst.free_blocks -= blocks
         self.blocks[req] = blocks
-        inst.items.append([req, CHUNK, tokens])
+        self._put(inst, req, CHUNK, tokens)
+
+    def _put(self, inst: _Inst, req: int, kind: int, tokens: int) -> None:
+        """Schedule ``tokens`` of ``req``'s work in ``inst``'s coming step."""
+        inst.items.append([req, kind, tokens])
+        inst.tokens += tokens
 
     def _schedule_chunked(self, inst: _Inst, t: float) -> None:
         cfg = inst.cfg
-        budget = cfg.max_num_batched_tokens
-        cap = cfg.long_prefill_token_threshold or budget
+        limit = cfg.max_num_batched_tokens
+        cap = cfg.long_prefill_token_threshold or limit
         preempted = inst.preemptions
-        # running decodes first, one token each
+        # running decodes first, one token each (a preempted request's phase is WAITING)
         for req in list(inst.running):
-            if budget < 1:
+            if inst.tokens >= limit:
                 break
-            if req not in inst.running or self.phase[req] != DECODE:
-                continue
-            if self._grow(inst, req, self.computed[req] + 1):
-                inst.items.append([req, TOKEN, 1])
-                budget -= 1
-        budget = cfg.max_num_batched_tokens - sum(it[2] for it in inst.items)
+            if self.phase[req] == DECODE and self._grow(inst, req, self.computed[req] + 1):
+                self._put(inst, req, TOKEN, 1)
         # then unfinished prefills
         for req in list(inst.running):
-            if budget < 1:
+            if inst.tokens >= limit:
                 break
-            if req not in inst.running or self.phase[req] != PREFILL:
+            if self.phase[req] != PREFILL:
                 continue
-            chunk = min(self.prompt[req] - self.computed[req], budget, cap)
+            chunk = min(self.prompt[req] - self.computed[req], limit - inst.tokens, cap)
             if self._grow(inst, req, self.computed[req] + chunk):
-                inst.items.append([req, CHUNK, chunk])
-            budget = cfg.max_num_batched_tokens - sum(it[2] for it in inst.items)
+                self._put(inst, req, CHUNK, chunk)
         if inst.preemptions != preempted:
             return  # in a step that preempted, no waiting request is admitted (vLLM v1)
         # then waiting requests, FCFS
-        while inst.waiting and budget > 0 and len(inst.running) < cfg.max_num_seqs:
+        while inst.waiting and inst.tokens < limit and len(inst.running) < cfg.max_num_seqs:
             req = inst.waiting[0]
-            chunk = min(self.prompt[req], budget, cap)
+            chunk = min(self.prompt[req], limit - inst.tokens, cap)
             need = cfg.blocks_for(chunk)
             if need > inst.free_blocks:
                 break
             self._admit(inst, req, chunk, need, t)
-            budget -= chunk
 
     def _schedule_prefill_priority(self, inst: _Inst, t: float) -> None:
         cfg = inst.cfg
-        tokens = 0
         while inst.waiting and len(inst.running) < cfg.max_num_seqs:
             req = inst.waiting[0]
             length = self.prompt[req]
-            if tokens and tokens + length > cfg.max_num_batched_tokens:
+            if inst.tokens and inst.tokens + length > cfg.max_num_batched_tokens:
                 break
             need = cfg.blocks_for(length)
             if need > inst.free_blocks:
                 break
             self._admit(inst, req, length, need, t)
-            tokens += length
         if inst.items:
             return  # a prefill-only step
         for req in list(inst.running):
-            if req in inst.running and self.phase[req] == DECODE and \
-                    self._grow(inst, req, self.computed[req] + 1):
-                inst.items.append([req, TOKEN, 1])
+            if self.phase[req] == DECODE and self._grow(inst, req, self.computed[req] + 1):
+                self._put(inst, req, TOKEN, 1)
 
     def _schedule_decode(self, inst: _Inst) -> None:
         """A decode instance: decode-only steps over its running requests (the token
         budget caps them under ``chunked``)."""
-        budget = (inst.cfg.max_num_batched_tokens if inst.cfg.policy == "chunked"
-                  else len(inst.running))
+        limit = (inst.cfg.max_num_batched_tokens if inst.cfg.policy == "chunked"
+                 else len(inst.running))
         for req in list(inst.running):
-            if len(inst.items) >= budget:
+            if inst.tokens >= limit:
                 break
-            if req in inst.running and self._grow(inst, req, self.computed[req] + 1):
-                inst.items.append([req, TOKEN, 1])
+            if self.phase[req] == DECODE and self._grow(inst, req, self.computed[req] + 1):
+                self._put(inst, req, TOKEN, 1)
 
     def _start_step(self, inst: _Inst, t: float) -> None:
         self._touch(inst, t)
@@ -479,12 +486,11 @@ class BatchedEngine:
         self.where[req] = dst.index
         self.phase[req] = DECODE
         self.t_transfer_end[req] = t
-        if self.t_decode_admit[req] != self.t_decode_admit[req]:
+        if math.isnan(self.t_decode_admit[req]):
             self.t_decode_admit[req] = t
 
     # ------------------------------------------------------------------ run
     def run(self) -> BatchedTimes:
-        self._pending_blocks: dict[int, int] = {}
         self.env.process(self._arrival_source())
         self.env.run()
         n = len(self.arrival)

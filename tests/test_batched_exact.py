@@ -203,3 +203,14 @@ def test_conservation_on_random_workloads_with_preemption(policy, disagg):
         assert inst.free_blocks == inst.cfg.kv_blocks, f"instance {inst.index} leaked blocks"
         assert not inst.running and not inst.waiting and inst.incoming == 0
     assert t.preemptions.sum() > 0
+
+
+def test_prefill_priority_refuses_a_prompt_longer_than_the_token_budget():
+    with pytest.raises(ValueError, match=r"request 0: prompt of 9 tokens exceeds "
+                       r"batched_mono.instance.max_num_batched_tokens = 8 under policy "
+                       "prefill_priority"):
+        simulate_batched(requests((0, 9, 2)),
+                         colocated(policy="prefill_priority", max_num_batched_tokens=8))
+    # chunked splits it instead
+    t, _ = simulate_batched(requests((0, 9, 2)), colocated(max_num_batched_tokens=8))
+    assert t.first_token_s.tolist() == pytest.approx([0.009])
