@@ -1,4 +1,4 @@
-"""Request streams: synthetic Poisson streams from one seed, and traces from files.
+"""Request streams: synthetic streams (Poisson, Gamma, MMPP) from one seed, and traces.
 
 Every run, synthetic or trace, goes through a :class:`Requests` value, so both engines
 and both architectures see exactly the same requests (common random numbers).
@@ -125,20 +125,87 @@ def poisson_arrivals(rng: np.random.Generator, rate_per_s: float,
     return np.concatenate(parts) if parts else np.empty(0)
 
 
+def _iter_renewal(rng: np.random.Generator, draw_gaps, horizon_s: float, block: int):
+    """Arrival times on ``[0, horizon_s)`` of a renewal process whose gaps
+    ``draw_gaps(n)`` gives, accumulated sequentially, ``block`` gaps at a time."""
+    last = 0.0
+    while True:
+        gaps = draw_gaps(block)
+        gaps[0] += last
+        t = np.cumsum(gaps)
+        if t[-1] >= horizon_s:
+            piece = t[: np.searchsorted(t, horizon_s, side="left")]
+            if len(piece):
+                yield piece
+            return
+        yield t
+        last = float(t[-1])
+
+
+def _iter_mmpp(rng: np.random.Generator, workload: Workload, horizon_s: float, block: int):
+    """A two-state MMPP on ``[0, horizon_s)``: the state starts from its stationary law
+    (burst with probability ``burst_fraction``), each sojourn is exponential, and within a
+    sojourn of length ``d`` at rate ``r`` there are Poisson(``r d``) arrivals placed as
+    sorted uniforms (the order statistics of a Poisson process)."""
+    calm, burst, up, down = workload.arrival.mmpp_rates(workload.arrival_rate_per_s)
+    in_burst = bool(rng.random() < workload.arrival.burst_fraction)
+    t, pieces, count = 0.0, [], 0
+    while t < horizon_s:
+        rate, leave = (burst, down) if in_burst else (calm, up)
+        d = float(rng.exponential(1.0 / leave))
+        end = min(t + d, horizon_s)
+        n = int(rng.poisson(rate * (end - t)))
+        if n:
+            pieces.append(np.sort(t + rng.uniform(0.0, end - t, n)))
+            count += n
+        if count >= block:
+            yield np.concatenate(pieces)
+            pieces, count = [], 0
+        t, in_burst = t + d, not in_burst
+    if pieces:
+        yield np.concatenate(pieces)
+
+
+def iter_arrivals(rng: np.random.Generator, workload: Workload, horizon_s: float,
+                  block: int = 1 << 20):
+    """Arrival times on ``[0, horizon_s)`` of the workload's open-loop process, in pieces.
+
+    ``poisson``: exponential gaps (:func:`iter_poisson_arrivals`); ``gamma``: Gamma gaps
+    of shape ``1 / cv^2`` and mean ``1 / rate`` (so their coefficient of variation is
+    ``cv``); ``mmpp``: :func:`_iter_mmpp`. A closed loop has no arrival stream.
+    """
+    a, rate = workload.arrival, workload.arrival_rate_per_s
+    if a.process == "poisson":
+        return iter_poisson_arrivals(rng, rate, horizon_s, block)
+    if a.process == "gamma":
+        shape = 1.0 / a.cv**2
+        return _iter_renewal(rng, lambda n: rng.gamma(shape, 1.0 / (rate * shape), n),
+                             horizon_s, block)
+    if a.process == "mmpp":
+        return _iter_mmpp(rng, workload, horizon_s, block)
+    raise ValueError(f"arrival.process = {a.process!r}: a closed loop has no arrival stream")
+
+
+def arrivals(rng: np.random.Generator, workload: Workload, horizon_s: float) -> np.ndarray:
+    """All arrival times of :func:`iter_arrivals` in one array."""
+    parts = list(iter_arrivals(rng, workload, horizon_s))
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
 def generate_requests(workload: Workload, sim_seconds: float,
                       seed: np.random.SeedSequence | int) -> Requests:
-    """A synthetic stream: Poisson arrivals on ``[0, sim_seconds)``, independent tokens.
+    """A synthetic stream: the workload's arrivals on ``[0, sim_seconds)``, independent
+    tokens.
 
     ``seed`` spawns three child streams, one each for arrivals, prompt and output
     lengths, so changing one law never shifts another's draws.
     """
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     arr_ss, prompt_ss, output_ss = child_seeds(ss, 3)
-    arrivals = poisson_arrivals(np.random.default_rng(arr_ss), workload.arrival_rate_per_s,
-                                sim_seconds)
+    times = arrivals(np.random.default_rng(arr_ss), workload, sim_seconds)
     prompt, output = draw_tokens(workload, np.random.default_rng(prompt_ss),
-                                 np.random.default_rng(output_ss), len(arrivals))
-    return Requests._trusted(arrivals, prompt, output)
+                                 np.random.default_rng(output_ss), len(times))
+    return Requests._trusted(times, prompt, output)
 
 
 #: Draws of at least this many requests fill prompts and outputs on two threads.

@@ -20,7 +20,7 @@ from spec import Cluster, DisaggregatedCluster, MonolithicCluster, Workload
 from .fast import decode_order, fifo_continue
 from .metrics import Summary
 from .model import StageTimes
-from .requests import Requests, child_seeds, draw_tokens, iter_poisson_arrivals
+from .requests import Requests, child_seeds, draw_tokens, iter_arrivals
 
 BLOCK = 1 << 20
 
@@ -102,8 +102,7 @@ def stream_replication(workload: Workload, sim_seconds: float, seed: np.random.S
     states = [_Mono(c) if isinstance(c, MonolithicCluster) else _Disagg(c) for c in clusters]
     summaries = [Summary(c, (warmup_s, sim_seconds), quantiles, load)
                  for c, load in zip(clusters, loads, strict=True)]
-    for arrivals in iter_poisson_arrivals(rng_a, workload.arrival_rate_per_s, sim_seconds,
-                                          block):
+    for arrivals in iter_arrivals(rng_a, workload, sim_seconds, block):
         n = len(arrivals)
         req = Requests._trusted(arrivals, *draw_tokens(workload, rng_p, rng_o, n))
         for state, summary in zip(states, summaries, strict=True):
