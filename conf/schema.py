@@ -26,6 +26,7 @@ class AppConfig(Settings):
     """``python -m simulation`` / ``python -m analytic``: the model plus run options."""
 
     config: str | None = None  # a seed-style YAML file; command-line overrides apply on top
+    trace: str | None = None  # requests from a file (CSV or JSON) instead of the workload
     dump_ttft: str | None = None
     engine: str = "fast"  # fast (exact FIFO recursion) | simpy (event-driven, general)
     progress: bool | None = None

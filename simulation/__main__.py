@@ -7,6 +7,9 @@ Examples::
     python -m simulation mode=both replications=5         # both architectures, same requests
     python -m simulation scenario=heavy_load_mono dump_ttft=ttft.json
     python -m simulation config=examples/default.yaml arrival.rate_per_s=4
+    python -m simulation serving=batched mode=both profile=distserve/opt-13b_tp1
+    python -m simulation scenario=distserve_opt13b trace=examples/trace_distserve.json \
+        warmup_seconds=0
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from omegaconf import DictConfig
 
 from conf.schema import exit_on_bad_input, register, to_sim_config
 from fileio import atomic_write_text, json_safe
-from simulation import compare, simulate
+from simulation import compare, simulate, simulate_trace
+from simulation.runner import Comparison
 from spec import config_to_mapping
 
 register()
@@ -33,15 +37,23 @@ def _ttft_list(result) -> list[float]:
 @exit_on_bad_input
 def main(cfg: DictConfig) -> None:
     config = to_sim_config(cfg)
-    if config.mode == "both":
+    if cfg.trace is not None:
+        results = [simulate_trace(cfg.trace, c, warmup_s=config.warmup_seconds,
+                                  quantiles=config.quantiles, engine=cfg.engine, slo=config.slo)
+                   for c in config.clusters()]
+        cmp = Comparison(*results) if config.mode == "both" else None
+        res = results[0]
+    elif config.mode == "both":
         cmp = compare(config, engine=cfg.engine, progress=cfg.progress)
-        out = {"mode": "both", "engine": cfg.engine, "config": config_to_mapping(config),
+    else:
+        cmp, res = None, simulate(config, engine=cfg.engine, progress=cfg.progress)
+    if cmp is not None:
+        out = {"mode": "both", "engine": cmp.mono.engine, "config": config_to_mapping(config),
                "mono": cmp.mono.stats, "disagg": cmp.disagg.stats,
                "relative_difference": cmp.relative_difference()}
         dump = {"mono": _ttft_list(cmp.mono), "disagg": _ttft_list(cmp.disagg)}
     else:
-        res = simulate(config, engine=cfg.engine, progress=cfg.progress)
-        out = {"mode": config.mode, "engine": cfg.engine, "config": config_to_mapping(config),
+        out = {"mode": config.mode, "engine": res.engine, "config": config_to_mapping(config),
                "stats": res.stats}
         dump = _ttft_list(res)
     if cfg.dump_ttft:

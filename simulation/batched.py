@@ -32,6 +32,16 @@ from .requests import Requests
 WAITING, PREFILL, PREFILLED, TRANSFER, DECODE, DONE = range(6)
 # kinds of scheduled work in a step
 CHUNK, TOKEN = 0, 1
+#: Inter-token gaps are counted in log bins: ITL_PER_DECADE a decade from ITL_FLOOR_S,
+#: so a bin is 0.5 % wide and a quantile read at its geometric middle is within half a
+#: bin, a factor 10^(1/920): 0.26 %.
+ITL_FLOOR_S, ITL_PER_DECADE, ITL_BINS = 1e-6, 460, 460 * 10
+
+
+def _overlap(a: float, b: float, lo: float, hi: float) -> float:
+    """Length of ``[a, b) & [lo, hi)``."""
+    x = min(b, hi) - max(a, lo)
+    return x if x > 0.0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,27 @@ class BatchedTimes:
     first_token_s: np.ndarray
     last_token_s: np.ndarray
     preemptions: np.ndarray
+    measured: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    def select(self, mask: np.ndarray) -> BatchedTimes:
+        """The requests where ``mask`` holds."""
+        from dataclasses import fields
+
+        return BatchedTimes(*(getattr(self, f.name)[mask] for f in fields(self)))
+
+    def to_xarray(self):
+        """One variable per column over the dimension ``request`` (seconds, tokens)."""
+        from dataclasses import fields
+
+        import xarray as xr
+
+        cols = {f.name: ("request", getattr(self, f.name)) for f in fields(self)}
+        for name in ("ttft_s", "tpot_s", "e2e_s"):
+            cols[name] = ("request", getattr(self, name))
+        return xr.Dataset(cols, coords={"request": np.arange(len(self))})
 
     @property
     def ttft_s(self) -> np.ndarray:
@@ -89,11 +120,14 @@ class _Inst:
     busy: bool = False
     items: list = field(default_factory=list)  # the current step's work: [req, kind, n]
     tokens: int = 0  # tokens in the current step (its share of max_num_batched_tokens)
+    # in the measurement window: steps started, their requests, busy seconds, used
+    # block-seconds, preemptions (preemptions: every one, for the scheduler's rule)
     steps: int = 0
-    busy_s: float = 0.0
     batch_sum: int = 0
+    busy_s: float = 0.0
+    kv_block_s: float = 0.0
+    preempted_in_window: int = 0
     preemptions: int = 0
-    kv_block_s: float = 0.0  # integral of used blocks over time
     last_t: float = 0.0
 
     @property
@@ -107,9 +141,15 @@ class BatchedEngine:
     Use :func:`simulate_batched`; the engine is exposed for tests that step it by hand.
     """
 
-    def __init__(self, requests: Requests, cluster: BatchedColocated | BatchedDisaggregated
-                 ) -> None:
+    def __init__(self, requests: Requests, cluster: BatchedColocated | BatchedDisaggregated,
+                 window_s: tuple[float, float] = (0.0, math.inf)) -> None:
         import simpy
+
+        self.window = window_s
+        #: inter-token gaps of measured requests: a histogram of ITL_PER_DECADE log bins a
+        #: decade from ITL_FLOOR_S, and their exact sum
+        self.itl_hist = np.zeros(ITL_BINS, dtype=np.int64)
+        self.itl_sum_s = 0.0
 
         self.env = simpy.Environment()
         self.cluster = cluster
@@ -252,15 +292,20 @@ class BatchedEngine:
 
     # ------------------------------------------------------------------ steps
     def _touch(self, inst: _Inst, t: float) -> None:
-        """Accumulate the time-average of used KV blocks up to ``t``."""
+        """Accumulate used KV block-seconds inside the window up to ``t``."""
         used = inst.cfg.kv_blocks - inst.free_blocks
-        inst.kv_block_s += used * (t - inst.last_t)
+        inst.kv_block_s += used * _overlap(inst.last_t, t, *self.window)
         inst.last_t = t
 
     def _emit(self, req: int, t: float) -> None:
         self.generated[req] += 1
         if self.generated[req] == 1:
             self.t_first[req] = t
+        elif self.window[0] <= self.arrival[req] < self.window[1]:
+            gap = t - self.t_last[req]
+            self.itl_sum_s += gap
+            k = int(math.log10(gap / ITL_FLOOR_S) * ITL_PER_DECADE) if gap > ITL_FLOOR_S else 0
+            self.itl_hist[min(k, ITL_BINS - 1)] += 1
         self.t_last[req] = t
 
     def _finish_step(self, inst: _Inst, t: float) -> None:
@@ -315,6 +360,8 @@ class BatchedEngine:
         self.prompt[victim] = self.p0[victim] + self.generated[victim]
         self.n_preempt[victim] += 1
         inst.preemptions += 1
+        if self.window[0] <= self.env.now < self.window[1]:
+            inst.preempted_in_window += 1
         if inst.kind == "colocated":
             self.phase[victim] = WAITING
             inst.waiting.appendleft(victim)
@@ -438,9 +485,10 @@ class BatchedEngine:
             raise ValueError(f"{inst.cfg.name}: profile {inst.cfg.step_profile.name!r} gives "
                              f"a step of {dur!r} s; steps must take > 0 s")
         inst.busy = True
-        inst.steps += 1
-        inst.busy_s += dur
-        inst.batch_sum += len(inst.items)
+        inst.busy_s += _overlap(t, t + dur, *self.window)
+        if self.window[0] <= t < self.window[1]:
+            inst.steps += 1
+            inst.batch_sum += len(inst.items)
         ev = self.env.timeout(dur)
         ev.callbacks.append(lambda _e, inst=inst: self._on_step_end(inst))
 
@@ -502,12 +550,15 @@ class BatchedEngine:
             f(self.arrival, dtype=float), f(self.p0, dtype=float), f(self.out, dtype=float),
             f(self.t_prefill_start), f(self.t_prefill_end), f(self.t_transfer_start),
             f(self.t_transfer_end), f(self.t_decode_admit), f(self.t_first), f(self.t_last),
-            f(self.n_preempt, dtype=np.int64))
+            f(self.n_preempt, dtype=np.int64),
+            (f(self.arrival) >= self.window[0]) & (f(self.arrival) < self.window[1]))
 
 
-def simulate_batched(requests: Requests, cluster: BatchedColocated | BatchedDisaggregated
+def simulate_batched(requests: Requests, cluster: BatchedColocated | BatchedDisaggregated,
+                     window_s: tuple[float, float] = (0.0, math.inf)
                      ) -> tuple[BatchedTimes, BatchedEngine]:
     """Run ``requests`` through a batched cluster; per-request times and the engine (its
-    instances carry steps, busy time, batch sizes, KV occupancy and preemptions)."""
-    engine = BatchedEngine(requests, cluster)
+    instances carry, over ``window_s``, steps, busy time, batch sizes, KV block-seconds
+    and preemptions; it holds the measured requests' inter-token-gap histogram)."""
+    engine = BatchedEngine(requests, cluster, window_s)
     return engine.run(), engine

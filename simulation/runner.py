@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from spec import (
+    SLO,
+    BatchedColocated,
+    BatchedDisaggregated,
     Cluster,
     DisaggregatedCluster,
     MonolithicCluster,
@@ -162,8 +165,31 @@ def _auto_progress(expected_requests: float) -> bool:
     return sys.stderr.isatty() and expected_requests > 100_000
 
 
+def _run_batched(config: SimConfig, clusters: Sequence[Cluster], *,
+                 keep_requests: bool) -> list[SimulationResult]:
+    """The batched serving model: the SimPy engine on each replication's stream, every
+    cluster on the same requests (common random numbers)."""
+    from .batched import simulate_batched
+    from .batched_metrics import summarise_batched
+
+    window = (config.warmup_seconds, config.sim_seconds)
+    results = [SimulationResult(c, [], [], engine="simpy", seed=config.random_seed)
+               for c in clusters]
+    for ss in spawn_seeds(config.random_seed, config.replications):
+        requests = generate_requests(config.workload, config.sim_seconds, ss)
+        for res in results:
+            times, eng = simulate_batched(requests, res.cluster, window)
+            res.replications.append(summarise_batched(times, eng, window, config.quantiles,
+                                                       config.slo))
+            if keep_requests:
+                res.records.append(times)
+    return results
+
+
 def _run_replicated(config: SimConfig, clusters: Sequence[Cluster], *, keep_requests: bool,
                     engine: str, progress: bool | None) -> list[SimulationResult]:
+    if config.serving == "batched":
+        return _run_batched(config, clusters, keep_requests=keep_requests)
     w = config.workload
     load_inputs = (w.prompt_tokens.mean_tokens(), w.output_tokens.mean_tokens())
     if progress is None:
@@ -238,21 +264,24 @@ class Comparison:
 
 def compare(config: SimConfig, *, keep_requests: bool = True, engine: str = "fast",
             progress: bool | None = None) -> Comparison:
-    """The seed's *compare*: monolithic and disaggregated on the same request streams."""
+    """The seed's *compare*: monolithic (batched: colocated) and disaggregated on the same
+    request streams."""
     _check_engine(engine)
-    mono, disagg = _run_replicated(config, [config.cluster_mono, config.cluster_disagg],
-                                   keep_requests=keep_requests, engine=engine,
-                                   progress=progress)
+    both = config if config.mode == "both" else replace(config, mode="both")
+    mono, disagg = _run_replicated(config, both.clusters(), keep_requests=keep_requests,
+                                   engine=engine, progress=progress)
     return Comparison(mono, disagg)
 
 
 def simulate_trace(trace: Requests | str | Path, cluster: Cluster, *, warmup_s: float = 0.0,
                    quantiles: Sequence[float] = (0.5, 0.9, 0.99),
-                   engine: str = "fast") -> SimulationResult:
+                   engine: str = "fast", slo: SLO | None = None) -> SimulationResult:
     """Simulate a given list of requests (a :class:`Requests` or a CSV / JSON file).
 
-    The offered load is estimated from the trace itself: rate = measured requests per
-    second of the measurement window, mean tokens from the trace.
+    The measurement window is ``[warmup_s, last arrival)``. For the seed model the
+    offered load is estimated from the trace itself (rate = measured requests per second
+    of the window, mean tokens from the trace); a batched cluster runs the SimPy model and
+    reports SLO attainment against ``slo`` (:class:`spec.SLO`'s defaults if not given).
     """
     _check_engine(engine)
     requests = trace if isinstance(trace, Requests) else load_trace(trace)
@@ -260,7 +289,15 @@ def simulate_trace(trace: Requests | str | Path, cluster: Cluster, *, warmup_s: 
         raise ValueError("trace: no requests")
     horizon = float(requests.arrival_s[-1])
     if not 0.0 <= warmup_s < horizon or not math.isfinite(warmup_s):
-        raise ValueError(f"warmup_s = {warmup_s!r}: must be in [0, last arrival = {horizon!r})")
+        raise ValueError(f"warmup_seconds = {warmup_s!r}: must be in [0, the trace's last "
+                         f"arrival = {horizon!r})")
+    if isinstance(cluster, BatchedColocated | BatchedDisaggregated):
+        from .batched import simulate_batched
+        from .batched_metrics import summarise_batched
+
+        times, eng = simulate_batched(requests, cluster, (warmup_s, horizon))
+        summary = summarise_batched(times, eng, (warmup_s, horizon), quantiles, slo or SLO())
+        return SimulationResult(cluster, [summary], [times], engine="simpy")
     rec = run_requests(requests, cluster, engine=engine, warmup_s=warmup_s)
     n_window = np.count_nonzero(requests.arrival_s >= warmup_s)
     rate = n_window / (horizon - warmup_s) if horizon > warmup_s else math.nan

@@ -234,14 +234,12 @@ def build(settings: Settings) -> SimConfig:
                         _leaf(s.output_tokens, "output_tokens"),
                         _leaf(s.arrival, "arrival", skip=("rate_per_s",)))
     batched: dict[str, Any] = {}
-    if s.serving == "batched":
-        if s.mode in ("mono", "both"):
-            batched["batched_mono"] = _leaf(_with_profile(s.batched_mono, s.profile,
-                                                          ("instance",)), "batched_mono")
-        if s.mode in ("disagg", "both"):
-            batched["batched_disagg"] = _leaf(_with_profile(s.batched_disagg, s.profile,
-                                                            ("prefill", "decode")),
-                                              "batched_disagg")
+    if s.serving == "batched":  # both clusters, as for fifo: compare() needs them
+        batched["batched_mono"] = _leaf(_with_profile(s.batched_mono, s.profile,
+                                                      ("instance",)), "batched_mono")
+        batched["batched_disagg"] = _leaf(_with_profile(s.batched_disagg, s.profile,
+                                                        ("prefill", "decode")),
+                                          "batched_disagg")
     return SimConfig(mode=s.mode, sim_seconds=s.sim_seconds, warmup_seconds=s.warmup_seconds,
                      random_seed=s.random_seed, replications=s.replications,
                      quantiles=tuple(quantiles), workload=workload,

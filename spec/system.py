@@ -206,11 +206,9 @@ class SimConfig:
         _check.choice("mode", self.mode, MODES)
         _check.choice("serving", self.serving, SERVINGS)
         if self.serving == "batched":
-            for key in {"mono": ("batched_mono",), "disagg": ("batched_disagg",),
-                        "both": ("batched_mono", "batched_disagg")}[self.mode]:
+            for key in ("batched_mono", "batched_disagg"):
                 if getattr(self, key) is None:
-                    raise ValueError(f"{key} is missing: serving 'batched' in mode "
-                                     f"{self.mode!r} needs it")
+                    raise ValueError(f"{key} is missing: serving 'batched' needs it")
         elif self.workload.arrival.process == "closed":
             raise ValueError("arrival.process = 'closed': the fifo serving model takes "
                              "open-loop arrivals (poisson, gamma, mmpp); use serving=batched")

@@ -130,3 +130,54 @@ def test_config_file_refuses_group_choices():
     proc = run("config=examples/p50_p90.yaml", "scenario=heavy_load_mono")
     assert proc.returncode == 2
     assert "with config=FILE only key=value overrides of the model apply" in proc.stderr
+
+
+BATCHED = ["serving=batched", "sim_seconds=120", "warmup_seconds=20"]
+
+
+def test_batched_both_prints_the_seed_layout_plus_tpot_itl_e2e_and_slo():
+    proc = run(*BATCHED, "scenario=distserve_opt13b", "sim_seconds=120", "warmup_seconds=20",
+               "replications=2")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["mode"] == "both" and out["engine"] == "simpy"
+    for arch in ("mono", "disagg"):
+        s = out[arch]
+        for key in ("mean_ttft_s", "p99_ttft_s", "mean_tpot_s", "p90_tpot_s", "mean_itl_s",
+                    "p99_itl_s", "mean_e2e_s", "slo_attainment", "slo_attainment_ttft",
+                    "slo_attainment_tpot", "throughput_tokens_per_s", "mean_ttft_s_ci_low"):
+            assert key in s, f"{arch} lacks {key}"
+        assert 0 < s["p50_ttft_s"] <= s["p90_ttft_s"] <= s["p99_ttft_s"]
+        assert s["stable"] is True
+    assert out["mono"]["n_requests"] == out["disagg"]["n_requests"]  # the same requests
+    assert "utilisation_colocated" in out["mono"] and "kv_occupancy_decode" in out["disagg"]
+    assert out["config"]["batched_mono"]["instance"]["policy"] == "prefill_priority"
+    assert "cluster_mono" not in out["config"]  # the seed model's section is not printed
+
+
+@pytest.mark.parametrize("serving", ["fifo", "batched"])
+def test_trace_file_runs_on_either_serving_model(serving):
+    proc = run(f"serving={serving}", "mode=both", "trace=examples/trace_distserve.json",
+               "warmup_seconds=0")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["mono"]["n_requests"] == out["disagg"]["n_requests"] == 6
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["batched_mono.instance.kv_capacity_tokens=8"],
+     "batched_mono.instance.kv_capacity_tokens = 8: must be >= block_size = 16"),
+    (["profile=nope"], "profile = 'nope': unknown"),
+    (["batched_mono.instances=0"], "batched_mono.instances = 0: must be a whole number >= 1"),
+    (["batched_disagg.link_bandwidth_bytes_per_s=-1"],
+     "batched_disagg.link_bandwidth_bytes_per_s = -1.0: must be > 0"),
+    (["batched_mono.instance.kv_capacity_tokens=64"],
+     "needs"),  # a request that can never fit: refused by name
+    (["trace=examples/trace_distserve.json"], "warmup_seconds = 20.0: must be in [0, the "
+     "trace's last arrival"),
+])
+def test_batched_bad_values_stop_with_one_line(args, message):
+    proc = run(*BATCHED, *args)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

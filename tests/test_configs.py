@@ -31,7 +31,11 @@ def test_base_config_is_the_builtin_default():
 def test_every_scenario_composes_and_validates(name):
     cfg = _compose([f"scenario={name}"])
     config = to_sim_config(cfg)
-    assert config.mode in ("mono", "disagg")
+    if config.serving == "fifo":
+        assert config.mode in ("mono", "disagg")
+    else:  # batched scenarios compare both architectures on the same GPUs
+        mono, disagg = config.clusters()
+        assert config.mode == "both" and mono.total_gpus == disagg.total_gpus == 2
 
 
 @pytest.mark.parametrize("group", ["prompt_tokens", "output_tokens"])
