@@ -26,7 +26,7 @@ import numpy as np
 
 from spec import BatchedColocated, BatchedDisaggregated, Instance
 
-from .requests import Requests
+from .requests import ClosedLoop, Requests
 
 # request phases
 WAITING, PREFILL, PREFILLED, TRANSFER, DECODE, DONE = range(6)
@@ -156,10 +156,14 @@ class BatchedEngine:
         self.disagg = isinstance(cluster, BatchedDisaggregated)
         self.first_token_at_prefill = cluster.first_token == "prefill"
         self.routing = cluster.routing
+        self.loop = requests if isinstance(requests, ClosedLoop) else None
+        if self.loop is not None:  # requests are created as clients send them
+            requests = Requests._trusted(np.empty(0), np.empty(0), np.empty(0))
         n = len(requests)
         self.arrival = requests.arrival_s.tolist()
         self.p0 = [int(x) for x in requests.prompt_tokens.tolist()]
         self.out = [int(x) for x in requests.output_tokens.tolist()]
+        self.client: list[int] = []
         self.prompt = list(self.p0)
         self.computed = [0] * n
         self.generated = [0] * n
@@ -191,7 +195,7 @@ class BatchedEngine:
         self.entry = self.pool_of["colocated" if not self.disagg else "prefill"]
         self.rr = {k: 0 for k in self.pool_of}
         self.decode_fifo: deque[int] = deque()
-        self._check_fits()
+        self._check_fits(self.p0, self.out, 0)
         # per-instant buckets and the resolve event
         self.ended: list[_Inst] = []
         self.transfers_done: list[tuple[int, int, int]] = []  # (seq, req, decode inst)
@@ -201,10 +205,11 @@ class BatchedEngine:
         self._pending_blocks: dict[int, int] = {}  # blocks reserved on the decode side
 
     # ------------------------------------------------------------------ checks
-    def _check_fits(self) -> None:
-        """Refuse, by name, a request whose context can never fit an instance's cache."""
-        p = np.asarray(self.p0, dtype=np.int64)
-        o = np.asarray(self.out, dtype=np.int64)
+    def _check_fits(self, prompt: list[int], output: list[int], first: int) -> None:
+        """Refuse, by name, a request (numbered from ``first``) whose context can never fit
+        an instance's cache, or whose prompt a whole-prompt prefill cannot hold."""
+        p = np.asarray(prompt, dtype=np.int64)
+        o = np.asarray(output, dtype=np.int64)
         extra = 1 if self.first_token_at_prefill else 0
         for kind, members in self.pool_of.items():
             inst = members[0].cfg
@@ -213,7 +218,7 @@ class BatchedEngine:
             if len(bad):
                 i = int(bad[0])
                 raise ValueError(
-                    f"request {i} (prompt {p[i]}, output {o[i]} tokens) needs {need[i]} KV "
+                    f"request {first + i} (prompt {p[i]}, output {o[i]} tokens) needs {need[i]} KV "
                     f"tokens; {inst.name} holds {inst.kv_tokens}: it can never be served "
                     "(raise kv_capacity_tokens or drop the request)")
             if inst.policy == "prefill_priority" and kind != "decode":
@@ -221,7 +226,7 @@ class BatchedEngine:
                 if len(bad):
                     i = int(bad[0])
                     raise ValueError(
-                        f"request {i}: prompt of {p[i]} tokens exceeds {inst.name}."
+                        f"request {first + i}: prompt of {p[i]} tokens exceeds {inst.name}."
                         f"max_num_batched_tokens = {inst.max_num_batched_tokens} under "
                         "policy prefill_priority (whole prompts only)")
 
@@ -242,6 +247,36 @@ class BatchedEngine:
                 yield env.timeout(delay)
             self.arrived.append(i)
             self._kick()
+
+    def _send(self, client: int) -> None:
+        """Closed loop: ``client`` sends its next request now."""
+        i = len(self.arrival)
+        prompt, output = (int(x) for x in self.loop.tokens(i))  # type: ignore[union-attr]
+        self._check_fits([prompt], [output], i)
+        nan = math.nan
+        for col, value in ((self.arrival, self.env.now), (self.p0, prompt), (self.out, output),
+                           (self.client, client), (self.prompt, prompt), (self.computed, 0),
+                           (self.generated, 0), (self.blocks, 0), (self.where, -1),
+                           (self.phase, WAITING), (self.t_prefill_start, nan),
+                           (self.t_prefill_end, nan), (self.t_transfer_start, nan),
+                           (self.t_transfer_end, nan), (self.t_decode_admit, nan),
+                           (self.t_first, nan), (self.t_last, nan), (self.n_preempt, 0)):
+            col.append(value)
+        self.arrived.append(i)
+        self._kick()
+
+    def _next_from(self, client: int) -> None:
+        """Closed loop: the client's request is done; it thinks, then sends the next one
+        (if that is before the end of arrivals)."""
+        loop = self.loop
+        think = loop.think_s()  # type: ignore[union-attr]
+        if self.env.now + think >= loop.horizon_s:  # type: ignore[union-attr]
+            return
+        if think == 0.0:
+            self._send(client)  # joins this instant's arrivals (after the step ends)
+        else:
+            ev = self.env.timeout(think)
+            ev.callbacks.append(lambda _e, c=client: self._send(c))
 
     def _on_step_end(self, inst: _Inst) -> None:
         self.ended.append(inst)
@@ -345,6 +380,8 @@ class BatchedEngine:
         self.blocks[req] = 0
         self.phase[req] = DONE
         self.finished += 1
+        if self.loop is not None:
+            self._next_from(self.client[req])
 
     def _preempt(self, inst: _Inst, victim: int) -> None:
         """Evict ``victim`` (recompute): free its blocks, unschedule it, requeue at the front
@@ -539,7 +576,11 @@ class BatchedEngine:
 
     # ------------------------------------------------------------------ run
     def run(self) -> BatchedTimes:
-        self.env.process(self._arrival_source())
+        if self.loop is None:
+            self.env.process(self._arrival_source())
+        else:
+            for client in range(self.loop.clients):
+                self._send(client)
         self.env.run()
         n = len(self.arrival)
         if self.finished != n:
@@ -554,7 +595,8 @@ class BatchedEngine:
             (f(self.arrival) >= self.window[0]) & (f(self.arrival) < self.window[1]))
 
 
-def simulate_batched(requests: Requests, cluster: BatchedColocated | BatchedDisaggregated,
+def simulate_batched(requests: Requests | ClosedLoop,
+                     cluster: BatchedColocated | BatchedDisaggregated,
                      window_s: tuple[float, float] = (0.0, math.inf)
                      ) -> tuple[BatchedTimes, BatchedEngine]:
     """Run ``requests`` through a batched cluster; per-request times and the engine (its

@@ -279,3 +279,43 @@ def load_trace(path: str | Path) -> Requests:
                                                              _OUTPUT_KEYS))
     return Requests(np.asarray(cols[a], float), np.asarray(cols[pr], float),
                     np.asarray(cols[ou], float))
+
+
+class ClosedLoop:
+    """The requests of a closed loop: ``concurrency`` clients, each sending its next
+    request when its last one completes, after an exponential think time of mean
+    ``think_time_s`` (none when 0). Arrivals stop at ``sim_seconds``.
+
+    Token counts are drawn in request order from their own streams (as
+    :func:`generate_requests` draws them), ``BLOCK`` at a time; think times from a third.
+    """
+
+    BLOCK = 4096
+
+    def __init__(self, workload: Workload, sim_seconds: float,
+                 seed: np.random.SeedSequence | int) -> None:
+        ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        think_ss, prompt_ss, output_ss = child_seeds(ss, 3)
+        self.workload = workload
+        self.clients = workload.arrival.concurrency
+        self.think_mean_s = workload.arrival.think_time_s
+        self.horizon_s = sim_seconds
+        self._rng_think = np.random.default_rng(think_ss)
+        self._rng_prompt = np.random.default_rng(prompt_ss)
+        self._rng_output = np.random.default_rng(output_ss)
+        self._prompt: list[float] = []
+        self._output: list[float] = []
+
+    def tokens(self, i: int) -> tuple[float, float]:
+        """Prompt and output tokens of the ``i``-th request sent."""
+        while i >= len(self._prompt):
+            p, o = draw_tokens(self.workload, self._rng_prompt, self._rng_output, self.BLOCK)
+            self._prompt += p.tolist()
+            self._output += o.tolist()
+        return self._prompt[i], self._output[i]
+
+    def think_s(self) -> float:
+        """A client's pause before its next request."""
+        if self.think_mean_s == 0.0:
+            return 0.0
+        return float(self._rng_think.exponential(self.think_mean_s))

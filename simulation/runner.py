@@ -33,7 +33,7 @@ from .metrics import (
     summarise,
 )
 from .model import simulate_disagg, simulate_mono
-from .requests import Requests, generate_requests, load_trace, spawn_seeds
+from .requests import ClosedLoop, Requests, generate_requests, load_trace, spawn_seeds
 from .stream import stream_replication
 
 #: ``simpy``: the general event-driven model; ``fast``: the exact FIFO recursion
@@ -175,12 +175,15 @@ def _run_batched(config: SimConfig, clusters: Sequence[Cluster], *,
     window = (config.warmup_seconds, config.sim_seconds)
     results = [SimulationResult(c, [], [], engine="simpy", seed=config.random_seed)
                for c in clusters]
+    closed = config.workload.arrival.process == "closed"
     for ss in spawn_seeds(config.random_seed, config.replications):
-        requests = generate_requests(config.workload, config.sim_seconds, ss)
+        requests = None if closed else generate_requests(config.workload, config.sim_seconds,
+                                                         ss)
         for res in results:
-            times, eng = simulate_batched(requests, res.cluster, window)
+            source = ClosedLoop(config.workload, config.sim_seconds, ss) if closed else requests
+            times, eng = simulate_batched(source, res.cluster, window)
             res.replications.append(summarise_batched(times, eng, window, config.quantiles,
-                                                       config.slo))
+                                                       config.slo, closed_loop=closed))
             if keep_requests:
                 res.records.append(times)
     return results
