@@ -202,7 +202,8 @@ class BatchedEngine:
         self.arrived: list[int] = []
         self.resolve_pending = False
         self.transfer_seq = 0
-        self._pending_blocks: dict[int, int] = {}  # blocks reserved on the decode side
+        #: blocks reserved for a transfer: request -> (decode instance, blocks)
+        self._pending_blocks: dict[int, tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ checks
     def _check_fits(self, prompt: list[int], output: list[int], first: int) -> None:
@@ -552,7 +553,7 @@ class BatchedEngine:
             dur = cluster.transfer_s(self.computed[req])  # type: ignore[union-attr]
             seq = self.transfer_seq
             self.transfer_seq += 1
-            self._pending_blocks[req] = need
+            self._pending_blocks[req] = (dst.index, need)
             if dur > 0.0:
                 ev = self.env.timeout(dur)
                 ev.callbacks.append(
@@ -565,7 +566,7 @@ class BatchedEngine:
         src = self.instances[self.where[req]]
         self._touch(src, t)
         src.free_blocks += self.blocks[req]
-        self.blocks[req] = self._pending_blocks.pop(req)
+        self.blocks[req] = self._pending_blocks.pop(req)[1]
         dst.incoming -= 1
         dst.running.append(req)
         self.where[req] = dst.index

@@ -4,7 +4,7 @@ worked by hand (DESIGN.md, "The batched serving model", "Exact rules")."""
 import numpy as np
 import pytest
 
-from simulation.batched import simulate_batched
+from simulation.batched import BatchedEngine, simulate_batched
 from simulation.requests import Requests, generate_requests
 from simulation.runner import run_requests
 from spec import (
@@ -176,6 +176,34 @@ def test_finished_prefills_go_to_the_decode_instance_with_fewest_outstanding():
     assert t.last_token_s.tolist() == pytest.approx([0.034, 0.034])
 
 
+class _KVChecked(BatchedEngine):
+    """The engine, asserting after every step start and every placement that no instance
+    holds more blocks than its cache, and that blocks held by requests (or reserved for
+    their transfers) plus free blocks are the cache, exactly."""
+
+    checks = 0
+
+    def _verify(self) -> None:
+        held = {i.index: 0 for i in self.instances}
+        for req, b in enumerate(self.blocks):
+            if b:
+                held[self.where[req]] += b
+        for dst, b in self._pending_blocks.values():  # reserved for transfers under way
+            held[dst] += b
+        for inst in self.instances:
+            assert 0 <= inst.free_blocks <= inst.cfg.kv_blocks, inst.index
+            assert held[inst.index] + inst.free_blocks == inst.cfg.kv_blocks, inst.index
+        type(self).checks += 1
+
+    def _start_step(self, inst, t):
+        super()._start_step(inst, t)
+        self._verify()
+
+    def _place_prefilled(self, t):
+        super()._place_prefilled(t)
+        self._verify()
+
+
 @pytest.mark.parametrize("policy", ["chunked", "prefill_priority"])
 @pytest.mark.parametrize("disagg", [False, True], ids=["colocated", "disaggregated"])
 def test_conservation_on_random_workloads_with_preemption(policy, disagg):
@@ -197,6 +225,10 @@ def test_conservation_on_random_workloads_with_preemption(policy, disagg):
         cluster = BatchedColocated(instances=2, instance=hand_instance(**kw))
     t, eng = simulate_batched(req, cluster)
     assert eng.finished == n and eng.generated == [int(o) for o in output]
+    # KV never above capacity: replay with a check after every scheduling decision
+    checked = _KVChecked(req, cluster)
+    checked.run()
+    assert checked.checks > 1000
     assert np.all(t.first_token_s >= t.arrival_s) and np.all(t.last_token_s >= t.first_token_s)
     assert np.all(t.prefill_end_s >= t.prefill_start_s)
     for inst in eng.instances:
