@@ -32,10 +32,30 @@ from .requests import ClosedLoop, Requests
 WAITING, PREFILL, PREFILLED, TRANSFER, DECODE, DONE = range(6)
 # kinds of scheduled work in a step
 CHUNK, TOKEN = 0, 1
-#: Inter-token gaps are counted in log bins: ITL_PER_DECADE a decade from ITL_FLOOR_S,
-#: so a bin is 0.5 % wide and a quantile read at its geometric middle is within half a
-#: bin, a factor 10^(1/920): 0.26 %.
-ITL_FLOOR_S, ITL_PER_DECADE, ITL_BINS = 1e-6, 460, 460 * 10
+#: Inter-token gaps are counted in bins of ITL_SUB equal parts of each octave
+#: ``[2^(e-1), 2^e)``, octaves from ITL_MIN_EXP (2^-20 s, about 1 us) on: a bin is at most
+#: 1/256 of its values wide, so a quantile read at its middle is within 1/512 = 0.2 %.
+ITL_SUB, ITL_MIN_EXP, ITL_OCTAVES = 256, -19, 40
+ITL_BINS = ITL_SUB * ITL_OCTAVES
+
+
+def itl_bin(gap_s: float) -> int:
+    """The histogram bin of an inter-token gap: with ``gap = m 2^e``, ``m`` in [0.5, 1)
+    (``math.frexp``), bin ``(e - ITL_MIN_EXP) ITL_SUB + floor((2 m - 1) ITL_SUB)``, clipped
+    to the histogram. Exact, and the same in Python and compiled code."""
+    if gap_s <= 0.0:
+        return 0
+    m, e = math.frexp(gap_s)
+    k = (e - ITL_MIN_EXP) * ITL_SUB + int((2.0 * m - 1.0) * ITL_SUB)
+    if k < 0:
+        return 0
+    return k if k < ITL_BINS else ITL_BINS - 1
+
+
+def itl_bin_middle(k: int) -> float:
+    """The middle of bin ``k`` (seconds): the value a histogram quantile reads."""
+    e, j = divmod(k, ITL_SUB)
+    return math.ldexp(0.5 * (1.0 + (j + 0.5) / ITL_SUB), e + ITL_MIN_EXP)
 
 
 def _overlap(a: float, b: float, lo: float, hi: float) -> float:
@@ -106,6 +126,46 @@ class BatchedTimes:
             return np.where(o >= 2, (self.last_token_s - self.first_token_s) / (o - 1), np.nan)
 
 
+def check_fits(cluster: BatchedColocated | BatchedDisaggregated, prompt, output,
+               first: int) -> None:
+    """Refuse, by name, a request (numbered from ``first``) whose context can never fit an
+    instance's KV cache, or whose prompt a whole-prompt prefill cannot hold."""
+    p = np.asarray(prompt, dtype=np.int64)
+    o = np.asarray(output, dtype=np.int64)
+    extra = 1 if cluster.first_token == "prefill" else 0
+    for kind, _count, inst in cluster.pools():
+        need = p if kind == "prefill" else p + o - extra
+        bad = np.flatnonzero(need > inst.kv_tokens)
+        if len(bad):
+            i = int(bad[0])
+            raise ValueError(
+                f"request {first + i} (prompt {p[i]}, output {o[i]} tokens) needs {need[i]} "
+                f"KV tokens; {inst.name} holds {inst.kv_tokens}: it can never be served "
+                "(raise kv_capacity_tokens or drop the request)")
+        if inst.policy == "prefill_priority" and kind != "decode":
+            bad = np.flatnonzero(p > inst.max_num_batched_tokens)
+            if len(bad):
+                i = int(bad[0])
+                raise ValueError(
+                    f"request {first + i}: prompt of {p[i]} tokens exceeds {inst.name}."
+                    f"max_num_batched_tokens = {inst.max_num_batched_tokens} under "
+                    "policy prefill_priority (whole prompts only)")
+
+
+@dataclass(frozen=True)
+class PoolCounters:
+    """One pool's counters over the measurement window, summed over its instances: steps
+    started, requests in them, busy seconds, used KV block-seconds, preemptions."""
+
+    instances: int
+    kv_blocks: int
+    steps: int
+    batch_sum: int
+    busy_s: float
+    kv_block_s: float
+    preemptions: int
+
+
 @dataclass
 class _Inst:
     """One instance's state."""
@@ -146,8 +206,8 @@ class BatchedEngine:
         import simpy
 
         self.window = window_s
-        #: inter-token gaps of measured requests: a histogram of ITL_PER_DECADE log bins a
-        #: decade from ITL_FLOOR_S, and their exact sum
+        #: inter-token gaps of measured requests: a histogram (:func:`itl_bin`) and their
+        #: exact sum
         self.itl_hist = np.zeros(ITL_BINS, dtype=np.int64)
         self.itl_sum_s = 0.0
 
@@ -195,7 +255,7 @@ class BatchedEngine:
         self.entry = self.pool_of["colocated" if not self.disagg else "prefill"]
         self.rr = {k: 0 for k in self.pool_of}
         self.decode_fifo: deque[int] = deque()
-        self._check_fits(self.p0, self.out, 0)
+        check_fits(cluster, self.p0, self.out, 0)
         # per-instant buckets and the resolve event
         self.ended: list[_Inst] = []
         self.transfers_done: list[tuple[int, int, int]] = []  # (seq, req, decode inst)
@@ -206,31 +266,6 @@ class BatchedEngine:
         self._pending_blocks: dict[int, tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ checks
-    def _check_fits(self, prompt: list[int], output: list[int], first: int) -> None:
-        """Refuse, by name, a request (numbered from ``first``) whose context can never fit
-        an instance's cache, or whose prompt a whole-prompt prefill cannot hold."""
-        p = np.asarray(prompt, dtype=np.int64)
-        o = np.asarray(output, dtype=np.int64)
-        extra = 1 if self.first_token_at_prefill else 0
-        for kind, members in self.pool_of.items():
-            inst = members[0].cfg
-            need = p if kind == "prefill" else p + o - extra
-            bad = np.flatnonzero(need > inst.kv_tokens)
-            if len(bad):
-                i = int(bad[0])
-                raise ValueError(
-                    f"request {first + i} (prompt {p[i]}, output {o[i]} tokens) needs {need[i]} KV "
-                    f"tokens; {inst.name} holds {inst.kv_tokens}: it can never be served "
-                    "(raise kv_capacity_tokens or drop the request)")
-            if inst.policy == "prefill_priority" and kind != "decode":
-                bad = np.flatnonzero(p > inst.max_num_batched_tokens)
-                if len(bad):
-                    i = int(bad[0])
-                    raise ValueError(
-                        f"request {first + i}: prompt of {p[i]} tokens exceeds {inst.name}."
-                        f"max_num_batched_tokens = {inst.max_num_batched_tokens} under "
-                        "policy prefill_priority (whole prompts only)")
-
     # ------------------------------------------------------------------ events
     def _kick(self) -> None:
         """Schedule this instant's resolve after every event already due now."""
@@ -253,7 +288,7 @@ class BatchedEngine:
         """Closed loop: ``client`` sends its next request now."""
         i = len(self.arrival)
         prompt, output = (int(x) for x in self.loop.tokens(i))  # type: ignore[union-attr]
-        self._check_fits([prompt], [output], i)
+        check_fits(self.cluster, [prompt], [output], i)
         nan = math.nan
         for col, value in ((self.arrival, self.env.now), (self.p0, prompt), (self.out, output),
                            (self.client, client), (self.prompt, prompt), (self.computed, 0),
@@ -340,8 +375,7 @@ class BatchedEngine:
         elif self.window[0] <= self.arrival[req] < self.window[1]:
             gap = t - self.t_last[req]
             self.itl_sum_s += gap
-            k = int(math.log10(gap / ITL_FLOOR_S) * ITL_PER_DECADE) if gap > ITL_FLOOR_S else 0
-            self.itl_hist[min(k, ITL_BINS - 1)] += 1
+            self.itl_hist[itl_bin(gap)] += 1
         self.t_last[req] = t
 
     def _finish_step(self, inst: _Inst, t: float) -> None:
@@ -574,6 +608,19 @@ class BatchedEngine:
         self.t_transfer_end[req] = t
         if math.isnan(self.t_decode_admit[req]):
             self.t_decode_admit[req] = t
+
+    def counters(self) -> dict[str, PoolCounters]:
+        """Per pool, the window counters summed over its instances."""
+        out = {}
+        for pool, members in self.pool_of.items():
+            out[pool] = PoolCounters(
+                instances=len(members), kv_blocks=members[0].cfg.kv_blocks,
+                steps=sum(x.steps for x in members),
+                batch_sum=sum(x.batch_sum for x in members),
+                busy_s=sum(x.busy_s for x in members),
+                kv_block_s=sum(x.kv_block_s for x in members),
+                preemptions=sum(x.preempted_in_window for x in members))
+        return out
 
     # ------------------------------------------------------------------ run
     def run(self) -> BatchedTimes:

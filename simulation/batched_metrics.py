@@ -3,8 +3,8 @@
 Latencies are over the *measured* requests (arrival in ``[warmup, sim_seconds)``):
 TTFT, TPOT (requests with ``O >= 2``), E2E, the queueing delay before the first
 scheduled chunk, and inter-token latency (ITL: every gap between two consecutive tokens
-of a measured request; its mean exact, its quantiles from 0.5 %-wide log bins, within
-half a bin: 0.26 %). Time averages are over the window ``[warmup, sim_seconds)``:
+of a measured request; its mean exact, its quantiles from bins at most 1/256 of their
+values wide, within 0.2 %). Time averages are over the window ``[warmup, sim_seconds)``:
 
 - ``utilisation_<pool>``: busy instance-seconds / (instances x window);
 - ``mean_batch_<pool>``: requests per step, over steps starting in the window;
@@ -29,7 +29,7 @@ import numpy as np
 
 from spec import SLO
 
-from .batched import ITL_FLOOR_S, ITL_PER_DECADE, BatchedEngine, BatchedTimes
+from .batched import BatchedTimes, itl_bin_middle
 from .metrics import quantile_key
 
 #: Statistics the summary always reports quantiles for, besides those asked for.
@@ -37,8 +37,8 @@ BASE_QUANTILES = (0.5, 0.9, 0.99)
 
 
 def histogram_quantiles(hist: np.ndarray, qs: Sequence[float]) -> list[float]:
-    """Quantiles of log-binned counts (bin ``k``: ``[f 10^(k/m), f 10^((k+1)/m))``), read
-    at the geometric middle of the bin holding the ``q``-th count; NaN when empty."""
+    """Quantiles of binned counts (:func:`simulation.batched.itl_bin`), read at the middle
+    of the bin holding the ``q``-th count; NaN when empty."""
     total = int(hist.sum())
     if total == 0:
         return [math.nan for _ in qs]
@@ -46,7 +46,7 @@ def histogram_quantiles(hist: np.ndarray, qs: Sequence[float]) -> list[float]:
     out = []
     for q in qs:
         k = int(np.searchsorted(cum, q * total, side="left"))
-        out.append(ITL_FLOOR_S * 10.0 ** ((k + 0.5) / ITL_PER_DECADE))
+        out.append(itl_bin_middle(k))
     return out
 
 
@@ -55,10 +55,13 @@ def _backlog_integral(arrival: np.ndarray, done: np.ndarray, lo: float, hi: floa
     return float(np.clip(np.minimum(done, hi) - np.maximum(arrival, lo), 0.0, None).sum())
 
 
-def summarise_batched(times: BatchedTimes, engine: BatchedEngine, window_s: tuple[float, float],
+def summarise_batched(times: BatchedTimes, engine, window_s: tuple[float, float],
                       quantiles: Sequence[float], slo: SLO, *, closed_loop: bool = False
                       ) -> dict[str, float]:
-    """One replication's statistics (keys as the seed model's, plus TPOT, ITL, SLO)."""
+    """One replication's statistics (keys as the seed model's, plus TPOT, ITL, SLO).
+
+    ``engine`` is what either batched engine leaves: ``counters()``, ``itl_hist``,
+    ``itl_sum_s`` and ``disagg``."""
     lo, hi = window_s
     span = hi - lo
     qs = sorted(set(quantiles) | set(BASE_QUANTILES))
@@ -96,16 +99,11 @@ def summarise_batched(times: BatchedTimes, engine: BatchedEngine, window_s: tupl
     out["throughput_rps"] = float(np.count_nonzero(done) / span)
     out["throughput_tokens_per_s"] = float(times.output_tokens[done].sum() / span)
     out["mean_in_system"] = _backlog_integral(times.arrival_s, finish, lo, hi) / span
-    for pool, members in engine.pool_of.items():
-        cfg = members[0].cfg
-        k = len(members)
-        steps = sum(x.steps for x in members)
-        out[f"utilisation_{pool}"] = sum(x.busy_s for x in members) / (k * span)
-        out[f"mean_batch_{pool}"] = (sum(x.batch_sum for x in members) / steps if steps
-                                     else math.nan)
-        out[f"kv_occupancy_{pool}"] = sum(x.kv_block_s for x in members) / (
-            k * cfg.kv_blocks * span)
-        out[f"preemptions_{pool}"] = sum(x.preempted_in_window for x in members) / span
+    for pool, c in engine.counters().items():
+        out[f"utilisation_{pool}"] = c.busy_s / (c.instances * span)
+        out[f"mean_batch_{pool}"] = c.batch_sum / c.steps if c.steps else math.nan
+        out[f"kv_occupancy_{pool}"] = c.kv_block_s / (c.instances * c.kv_blocks * span)
+        out[f"preemptions_{pool}"] = c.preemptions / span
     mid = lo + span / 2
     first = _backlog_integral(times.arrival_s, finish, lo, mid)
     second = _backlog_integral(times.arrival_s, finish, mid, hi)

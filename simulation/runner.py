@@ -165,17 +165,29 @@ def _auto_progress(expected_requests: float) -> bool:
     return sys.stderr.isatty() and expected_requests > 100_000
 
 
-def _run_batched(config: SimConfig, clusters: Sequence[Cluster], *,
-                 keep_requests: bool) -> list[SimulationResult]:
-    """The batched serving model: the SimPy engine on each replication's stream, every
-    cluster on the same requests (common random numbers)."""
+def _batched_engine(engine: str, closed: bool = False):
+    """The batched engine to run and its name: the compiled one for ``fast`` (open loops),
+    else the SimPy model (which alone runs closed loops)."""
+    if engine == "fast" and not closed:
+        from .batched_fast import simulate_batched_fast
+
+        return simulate_batched_fast, "fast"
     from .batched import simulate_batched
+
+    return simulate_batched, "simpy"
+
+
+def _run_batched(config: SimConfig, clusters: Sequence[Cluster], *, keep_requests: bool,
+                 engine: str) -> list[SimulationResult]:
+    """The batched serving model on each replication's stream, every cluster on the same
+    requests (common random numbers)."""
     from .batched_metrics import summarise_batched
 
     window = (config.warmup_seconds, config.sim_seconds)
-    results = [SimulationResult(c, [], [], engine="simpy", seed=config.random_seed)
-               for c in clusters]
     closed = config.workload.arrival.process == "closed"
+    simulate_batched, used = _batched_engine(engine, closed)
+    results = [SimulationResult(c, [], [], engine=used, seed=config.random_seed)
+               for c in clusters]
     for ss in spawn_seeds(config.random_seed, config.replications):
         requests = None if closed else generate_requests(config.workload, config.sim_seconds,
                                                          ss)
@@ -192,7 +204,7 @@ def _run_batched(config: SimConfig, clusters: Sequence[Cluster], *,
 def _run_replicated(config: SimConfig, clusters: Sequence[Cluster], *, keep_requests: bool,
                     engine: str, progress: bool | None) -> list[SimulationResult]:
     if config.serving == "batched":
-        return _run_batched(config, clusters, keep_requests=keep_requests)
+        return _run_batched(config, clusters, keep_requests=keep_requests, engine=engine)
     w = config.workload
     load_inputs = (w.prompt_tokens.mean_tokens(), w.output_tokens.mean_tokens())
     if progress is None:
@@ -283,7 +295,7 @@ def simulate_trace(trace: Requests | str | Path, cluster: Cluster, *, warmup_s: 
 
     The measurement window is ``[warmup_s, last arrival)``. For the seed model the
     offered load is estimated from the trace itself (rate = measured requests per second
-    of the window, mean tokens from the trace); a batched cluster runs the SimPy model and
+    of the window, mean tokens from the trace); a batched cluster runs the engine asked for and
     reports SLO attainment against ``slo`` (:class:`spec.SLO`'s defaults if not given).
     """
     _check_engine(engine)
@@ -295,12 +307,12 @@ def simulate_trace(trace: Requests | str | Path, cluster: Cluster, *, warmup_s: 
         raise ValueError(f"warmup_seconds = {warmup_s!r}: must be in [0, the trace's last "
                          f"arrival = {horizon!r})")
     if isinstance(cluster, BatchedColocated | BatchedDisaggregated):
-        from .batched import simulate_batched
         from .batched_metrics import summarise_batched
 
+        simulate_batched, used = _batched_engine(engine)
         times, eng = simulate_batched(requests, cluster, (warmup_s, horizon))
         summary = summarise_batched(times, eng, (warmup_s, horizon), quantiles, slo or SLO())
-        return SimulationResult(cluster, [summary], [times], engine="simpy")
+        return SimulationResult(cluster, [summary], [times], engine=used)
     rec = run_requests(requests, cluster, engine=engine, warmup_s=warmup_s)
     n_window = np.count_nonzero(requests.arrival_s >= warmup_s)
     rate = n_window / (horizon - warmup_s) if horizon > warmup_s else math.nan

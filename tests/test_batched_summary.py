@@ -3,14 +3,15 @@
 import numpy as np
 import pytest
 
-from simulation.batched import ITL_PER_DECADE, simulate_batched
+from simulation.batched import ITL_SUB, simulate_batched
 from simulation.batched_metrics import histogram_quantiles, summarise_batched
 from simulation.requests import Requests, generate_requests
 from simulation.runner import run_requests, summarise
 from spec import SLO, BatchedColocated, Instance, MonolithicCluster, Profile, config_from_mapping
 
-#: A histogram quantile is read at its bin's geometric middle: within half a bin.
-HALF_BIN = 10 ** (0.5 / ITL_PER_DECADE) - 1  # 0.2506 %
+#: A histogram quantile is read at its bin's middle: within half a bin, and a bin is at
+#: most 1/ITL_SUB of its values wide.
+HALF_BIN = 0.5 / ITL_SUB  # 0.2 %
 
 
 def instance(**kw) -> Instance:
@@ -81,12 +82,18 @@ def test_stability_verdict_on_either_side_of_capacity(rate, stable):
 
 
 def test_histogram_quantiles_read_the_bin_middle():
-    from simulation.batched import ITL_BINS, ITL_FLOOR_S, ITL_PER_DECADE
+    from simulation.batched import ITL_BINS, itl_bin
 
     hist = np.zeros(ITL_BINS, dtype=np.int64)
-    k = int(np.log10(0.02 / ITL_FLOOR_S) * ITL_PER_DECADE)
-    hist[k] = 99
-    hist[k + 100] = 1
+    for gap, count in ((0.02, 99), (0.5, 1)):
+        hist[itl_bin(gap)] += count
     lo, hi = histogram_quantiles(hist, (0.5, 0.999))
     assert lo == pytest.approx(0.02, rel=HALF_BIN)
-    assert hi == pytest.approx(0.02 * 10 ** (100 / ITL_PER_DECADE), rel=HALF_BIN)
+    assert hi == pytest.approx(0.5, rel=HALF_BIN)
+
+
+@pytest.mark.parametrize("gap", [1.3e-6, 1e-4, 0.0123, 0.5, 0.75, 1.0, 3.7, 1000.0])
+def test_every_gap_falls_in_a_bin_whose_middle_is_within_the_bound(gap):
+    from simulation.batched import itl_bin, itl_bin_middle
+
+    assert itl_bin_middle(itl_bin(gap)) == pytest.approx(gap, rel=HALF_BIN)

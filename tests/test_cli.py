@@ -140,7 +140,7 @@ def test_batched_both_prints_the_seed_layout_plus_tpot_itl_e2e_and_slo():
                "replications=2")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["mode"] == "both" and out["engine"] == "simpy"
+    assert out["mode"] == "both" and out["engine"] == "fast"
     for arch in ("mono", "disagg"):
         s = out[arch]
         for key in ("mean_ttft_s", "p99_ttft_s", "mean_tpot_s", "p90_tpot_s", "mean_itl_s",
@@ -181,3 +181,13 @@ def test_batched_bad_values_stop_with_one_line(args, message):
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_batched_engines_print_the_same_statistics():
+    """The compiled engine (default) and the SimPy model: the same JSON, number for number."""
+    args = (*BATCHED, "scenario=distserve_opt13b", "sim_seconds=120", "warmup_seconds=20")
+    fast, simpy = run(*args), run(*args, "engine=simpy")
+    assert fast.returncode == simpy.returncode == 0, fast.stderr + simpy.stderr
+    a, b = json.loads(fast.stdout), json.loads(simpy.stdout)
+    assert (a["engine"], b["engine"]) == ("fast", "simpy")
+    assert a["mono"] == b["mono"] and a["disagg"] == b["disagg"]
