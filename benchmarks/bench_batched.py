@@ -21,11 +21,11 @@ compilation after a code change) is timed apart.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from dataclasses import replace
 
 import numpy as np
+from bench_analytic import timed  # medians of repeated runs (run from this folder)
 
 from simulation import simulate
 from simulation.batched import simulate_batched
@@ -56,15 +56,6 @@ def _scenario_matches_the_shipped_one() -> None:
     ours = from_mapping(SCENARIO)
     theirs = from_mapping({k: v for k, v in shipped.items() if k in SCENARIO})
     assert ours == theirs, "bench_batched.SCENARIO differs from the shipped scenario"
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def engines(repeats: int, seconds: float) -> None:

@@ -104,18 +104,8 @@ def iter_poisson_arrivals(rng: np.random.Generator, rate_per_s: float, horizon_s
     Gaps are exponential and accumulated sequentially (``t_i = t_{i-1} + gap_i``, as an
     event loop would); the values do not depend on ``block``, only the pieces do.
     """
-    last = 0.0
-    while True:
-        gaps = rng.exponential(1.0 / rate_per_s, block)
-        gaps[0] += last
-        t = np.cumsum(gaps)
-        if t[-1] >= horizon_s:
-            piece = t[: np.searchsorted(t, horizon_s, side="left")]
-            if len(piece):
-                yield piece
-            return
-        yield t
-        last = float(t[-1])
+    return _iter_renewal(rng, lambda n: rng.exponential(1.0 / rate_per_s, n), horizon_s,
+                         block)
 
 
 def poisson_arrivals(rng: np.random.Generator, rate_per_s: float,
