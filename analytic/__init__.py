@@ -56,3 +56,14 @@ from .capacity import (  # noqa: E402
 )
 
 __all__ += ["SplitChoice", "best_split", "max_rate", "min_gpus", "saturation_rate_per_s"]
+
+from .batched import (  # noqa: E402
+    batch_prefill_capacity,
+    batch_prefill_chain_ttft,
+    batch_prefill_ttft,
+    prefill_affine,
+    prefill_cost_moments,
+)
+
+__all__ += ["batch_prefill_capacity", "batch_prefill_chain_ttft", "batch_prefill_ttft",
+            "prefill_affine", "prefill_cost_moments"]

@@ -36,3 +36,23 @@ def t_interval(samples, confidence: float) -> tuple[float, float]:
     x = np.asarray(samples, dtype=float)
     half = stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
     return float(x.mean() - half), float(x.mean() + half)
+
+
+def chain_mean_ttft(lam: float, a: float, beta: float, states: int = 600) -> float:
+    """Mean TTFT of a prefill instance that batches everything waiting (fixed cost
+    ``beta`` a request, intercept ``a``, Poisson ``lam``): the embedded chain on batch
+    sizes, truncated at ``states`` (ANALYTIC_NOTES, batched item 1; formula in
+    tests/test_batched_chain.py)."""
+    x = np.arange(1, states + 1)
+    s = a + x * beta
+    m = lam * s
+    # P[x -> y] = Poisson(m_x)(y) for y >= 1, plus e^{-m_x} to y = 1
+    P = stats.poisson.pmf(x[None, :], m[:, None])
+    P[:, 0] += np.exp(-m)
+    P /= P.sum(axis=1, keepdims=True)  # the truncated tail (< 1e-12 here) back in
+    w, v = np.linalg.eig(P.T)
+    pi = np.real(v[:, np.argmin(np.abs(w - 1))])
+    pi /= pi.sum()
+    num = pi @ (m * (s / 2 + a + beta * (1 + m)) + np.exp(-m) * (a + beta))
+    den = pi @ (m + np.exp(-m))
+    return float(num / den)

@@ -1,7 +1,7 @@
 """A prefill instance that batches everything waiting, fixed prompts, Poisson arrivals:
 the mean TTFT of the exact embedded Markov chain (ANALYTIC_NOTES, batched item 1), solved
-here independently of the code under test, must lie in the simulation's confidence
-interval.
+in tests/reference.py independently of the code under test, must lie in the
+simulation's confidence interval.
 
 Chain on batch sizes: after a batch of ``x`` (duration ``S_x = a + x beta``), the next
 batch holds the ``A ~ Poisson(lam S_x)`` arrivals during it, or one request after an
@@ -19,24 +19,9 @@ from scipy import stats
 from simulation.batched import simulate_batched
 from simulation.requests import generate_requests
 from spec import ArrivalProcess, BatchedColocated, Instance, TokenDist, Workload, load_profile
+from tests.reference import chain_mean_ttft
 
 L = 512
-
-
-def chain_mean_ttft(lam: float, a: float, beta: float, states: int = 600) -> float:
-    x = np.arange(1, states + 1)
-    s = a + x * beta
-    m = lam * s
-    # P[x -> y] = Poisson(m_x)(y) for y >= 1, plus e^{-m_x} to y = 1
-    P = stats.poisson.pmf(x[None, :], m[:, None])
-    P[:, 0] += np.exp(-m)
-    P /= P.sum(axis=1, keepdims=True)  # the truncated tail (< 1e-12 here) back in
-    w, v = np.linalg.eig(P.T)
-    pi = np.real(v[:, np.argmin(np.abs(w - 1))])
-    pi /= pi.sum()
-    num = pi @ (m * (s / 2 + a + beta * (1 + m)) + np.exp(-m) * (a + beta))
-    den = pi @ (m + np.exp(-m))
-    return float(num / den)
 
 
 @pytest.mark.parametrize("lam", [6.0, 14.0])  # load lam beta = 0.32 and 0.76

@@ -1,0 +1,158 @@
+"""Closed forms for batched serving (``../shared/ANALYTIC_NOTES.md``, "Batched serving").
+
+Notation: arrival rate ``lam`` per instance; a prefill-only step of prompts ``l_i`` takes
+``a + sum beta(l_i)`` with ``beta(L) = b L + c L^2`` (DistServe's fitted form; the seed's
+``rates`` profile is ``a = c = 0``, ``b = 1 / r_p``); ``rho = lam E[beta]``.
+
+Item 1, a prefill instance that batches everything waiting (DistServe's prefill worker):
+
+- :func:`batch_prefill_chain_ttft`: exact mean TTFT for fixed prompts, from the embedded
+  Markov chain on batch sizes;
+- :func:`batch_prefill_ttft`: a closed form for random prompts (heavy-traffic);
+- :func:`batch_prefill_capacity`: the stability limit ``lam E[beta] < 1`` (batching
+  amortises ``a``: the capacity is ``1 / E[beta]``, not ``1 / (a + E[beta])``).
+
+TTFT here is the end of the request's prefill step (``first_token: prefill``). Imports
+``spec`` only, never ``simulation``; unstable points give ``inf``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from spec import Profile, TokenDist
+
+from .queues import ArrayLike, _arr, _out
+
+#: The exact chain is solved densely on at most this many batch sizes (a 4000 x 4000
+#: matrix is 128 MB); nearer saturation it refuses and names the closed form to use.
+CHAIN_MAX_STATES = 4000
+#: Stationary probability that the next batch lies beyond the chain's last state.
+CHAIN_TAIL = 1e-12
+
+
+def prefill_affine(profile: Profile) -> tuple[float, float, float]:
+    """``(a, b, c)`` of a profile whose prefill-only step is ``a + sum (b l + c l^2)``:
+    the ``distserve`` form, or ``rates`` (``0, 1 / r_p, 0``).
+
+    Raises
+    ------
+    ValueError
+        For the ``mixed`` and ``roofline`` forms, whose prefill steps are not affine in
+        the batch (a floor, a max of compute and memory).
+    """
+    if profile.form == "distserve":
+        return profile.coeffs[0], profile.coeffs[1], profile.coeffs[2]
+    if profile.form == "rates":
+        return 0.0, profile.coeffs[0], 0.0
+    raise ValueError(f"profile {profile.name!r}: form {profile.form!r} has no affine "
+                     "prefill step a + sum(b l + c l^2); the batched prefill forms need "
+                     "the distserve or rates form")
+
+
+def prefill_cost_moments(b: float, c: float, prompt: TokenDist) -> tuple[float, float]:
+    """``E[beta]`` and ``E[beta^2]`` of ``beta(L) = b L + c L^2`` under the exact prompt law:
+    ``E[beta] = b E[L] + c E[L^2]``, ``E[beta^2] = b^2 E[L^2] + 2 b c E[L^3] + c^2 E[L^4]``."""
+    m = [prompt.raw_moment(k) for k in (1, 2, 3, 4)]
+    return b * m[0] + c * m[1], b * b * m[1] + 2 * b * c * m[2] + c * c * m[3]
+
+
+def batch_prefill_capacity(mean_cost_s: ArrayLike) -> float | np.ndarray:
+    """The largest stable arrival rate of a prefill instance that batches everything
+    waiting: ``1 / E[beta]`` (req/s)."""
+    return _out(1.0 / _arr("mean_cost_s", mean_cost_s, low_open=True))
+
+
+def _chain_one(lam: float, a: float, beta: float) -> float:
+    from scipy.stats import poisson
+
+    if lam * beta >= 1.0:
+        return math.inf
+    if lam == 0.0:
+        return a + beta
+    states = 64
+    while True:
+        x = np.arange(1, states + 1)
+        s = a + x * beta
+        m = lam * s
+        P = poisson.pmf(x[None, :], m[:, None])
+        P[:, 0] += np.exp(-m)  # no arrival during the batch: the next one comes alone
+        P /= P.sum(axis=1, keepdims=True)  # rows truncated at the last state
+        # stationary law: pi (P - I) = 0, sum pi = 1 (last equation replaced)
+        A = P.T - np.eye(states)
+        A[-1, :] = 1.0
+        rhs = np.zeros(states)
+        rhs[-1] = 1.0
+        pi = np.linalg.solve(A, rhs)
+        # the truncation matters only as much as the chain goes past its last state
+        if float(pi @ poisson.sf(states, m)) <= CHAIN_TAIL:
+            break
+        if states >= CHAIN_MAX_STATES:
+            raise ValueError(
+                f"arrival_rate = {lam!r}: the exact chain needs more than "
+                f"{CHAIN_MAX_STATES} batch sizes at load lam E[beta] = {lam * beta:.4g}; "
+                "use batch_prefill_ttft (the closed form) this close to saturation")
+        states = min(2 * states, CHAIN_MAX_STATES)
+    num = pi @ (m * (s / 2.0 + a + beta * (1.0 + m)) + np.exp(-m) * (a + beta))
+    den = pi @ (m + np.exp(-m))
+    return float(num / den)
+
+
+def batch_prefill_chain_ttft(arrival_rate: ArrayLike, intercept_s: ArrayLike,
+                             cost_s: ArrayLike) -> float | np.ndarray:
+    r"""Exact mean TTFT of a prefill instance that batches everything waiting, fixed
+    prompts (each costs ``beta``), Poisson arrivals.
+
+    After a batch of ``x`` (duration :math:`S_x = a + x\beta`) the next holds the
+    :math:`A \sim \mathrm{Poisson}(\lambda S_x)` arrivals during it, or one request
+    after an idle period if :math:`A = 0`. With :math:`\pi` the stationary law of that
+    chain (solved on as many batch sizes as keep the stationary probability of a batch
+    beyond the last one below 1e-12):
+
+    .. math:: E[T] = \frac{\sum_x \pi_x [\lambda S_x (S_x/2 + a + \beta (1 + \lambda S_x))
+              + e^{-\lambda S_x} (a + \beta)]}{\sum_x \pi_x [\lambda S_x + e^{-\lambda S_x}]}
+
+    (the followers of a batch wait its residual, then ``a + A beta``). Source:
+    ANALYTIC_NOTES, batched item 1; checked against the batched simulation inside its
+    99 % interval (tests/test_batched_chain.py). ``inf`` where ``lam beta >= 1``.
+
+    Raises
+    ------
+    ValueError
+        A bad argument, or a load so near saturation that the chain would need more than
+        :data:`CHAIN_MAX_STATES` states (bounded work: use :func:`batch_prefill_ttft`).
+    """
+    lam = _arr("arrival_rate", arrival_rate)
+    a = _arr("intercept_s", intercept_s)
+    beta = _arr("cost_s", cost_s, low_open=True)
+    lam, a, beta = np.broadcast_arrays(lam, a, beta)
+    out = np.array([_chain_one(float(x), float(y), float(z))
+                    for x, y, z in zip(lam.ravel(), a.ravel(), beta.ravel(), strict=True)])
+    return _out(out.reshape(lam.shape))
+
+
+def batch_prefill_ttft(arrival_rate: ArrayLike, intercept_s: ArrayLike,
+                       mean_cost_s: ArrayLike, cost_second_moment_s2: ArrayLike
+                       ) -> float | np.ndarray:
+    r"""Mean TTFT of a prefill instance that batches everything waiting, i.i.d. prompts,
+    Poisson arrivals: the heavy-traffic closed form
+
+    .. math:: E[T] \approx a + E[\beta] + (\tfrac12 + \rho)
+              \left(\frac{a}{1-\rho} + \frac{\lambda E[\beta^2]}{1-\rho^2}\right),
+              \qquad \rho = \lambda E[\beta].
+
+    Source: ANALYTIC_NOTES, batched item 1 (about +12 % at light load to -1 % near
+    saturation against the exact chain for fixed prompts; the tests pin its error against
+    the chain). ``inf`` where ``rho >= 1``.
+    """
+    lam = _arr("arrival_rate", arrival_rate)
+    a = _arr("intercept_s", intercept_s)
+    e1 = _arr("mean_cost_s", mean_cost_s, low_open=True)
+    e2 = _arr("cost_second_moment_s2", cost_second_moment_s2, low_open=True)
+    lam, a, e1, e2 = np.broadcast_arrays(lam, a, e1, e2)
+    rho = lam * e1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = a + e1 + (0.5 + rho) * (a / (1.0 - rho) + lam * e2 / (1.0 - rho * rho))
+    return _out(np.where(rho < 1.0, t, np.inf))
