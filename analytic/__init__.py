@@ -61,9 +61,10 @@ from .batched import (  # noqa: E402
     batch_prefill_capacity,
     batch_prefill_chain_ttft,
     batch_prefill_ttft,
+    colocated_prefill_priority,
     prefill_affine,
     prefill_cost_moments,
 )
 
 __all__ += ["batch_prefill_capacity", "batch_prefill_chain_ttft", "batch_prefill_ttft",
-            "prefill_affine", "prefill_cost_moments"]
+            "colocated_prefill_priority", "prefill_affine", "prefill_cost_moments"]
