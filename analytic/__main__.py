@@ -4,6 +4,7 @@ Takes the same config and overrides as ``python -m simulation``, plus ``method=`
 
     python -m analytic mode=both
     python -m analytic mode=disagg arrival.rate_per_s=4 method=whitt93
+    python -m analytic scenario=distserve_opt13b mode=mono   # batched, prefill-priority
 """
 
 from __future__ import annotations
@@ -26,14 +27,21 @@ register()
 def main(cfg: DictConfig) -> None:
     config = to_sim_config(cfg)
     out = {"mode": config.mode, "method": cfg.method, "config": config_to_mapping(config)}
-    results = {c.mode: estimate(config.workload, c, cfg.method).summary(config.quantiles)
-               for c in config.clusters()}
+    if config.serving == "batched":
+        from analytic.batched import batched_estimate
+
+        results = {c.mode: batched_estimate(config.workload, c) for c in config.clusters()}
+        out["method"] = results[config.clusters()[0].mode]["method"]
+    else:
+        results = {c.mode: estimate(config.workload, c, cfg.method).summary(config.quantiles)
+                   for c in config.clusters()}
     if config.mode == "both":
         out.update(results)
         mono, dis = results["mono"], results["disagg"]
         out["relative_difference"] = {
             k: (dis[k] - mono[k]) / mono[k] for k in mono
-            if k.endswith("_ttft_s") and k in dis and mono[k] not in (0, float("inf"))}
+            if k.endswith(("_ttft_s", "_tpot_s")) and k in dis
+            and mono[k] not in (0, float("inf"))}
     else:
         out["estimate"] = results[config.mode]
     print(json.dumps(json_safe(out), indent=2, allow_nan=False))

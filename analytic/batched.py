@@ -172,6 +172,20 @@ def _decode_coeffs(profile: Profile, batch: float) -> tuple[float, float, float]
                      "decode step; the batched forms need the distserve or rates form")
 
 
+def kv_tokens_in_use(arrival_rate: float, tpot_s: float, prompt: TokenDist,
+                     output: TokenDist) -> float:
+    """Mean KV tokens held (Little's law): a request holds ``P + j`` tokens through its
+    ``j``-th of ``O - 1`` decodes, one TPOT each, so the lifetime demand is
+    ``TPOT (P (O-1) + O (O-1)/2)`` token-seconds and the mean in use
+    ``lam TPOT (E[P] (E[O]-1) + (E[O^2] - E[O]) / 2)`` (ANALYTIC_NOTES batched item 5,
+    Nie, Si and Zhou, measured within about 10 % on vLLM v1). Against this toolkit's
+    simulation (one prefill-priority OPT-13B instance, 1 to 4 req/s) it is 7 to 11 % low:
+    half of it from the TPOT it is given, the rest from block rounding and the KV held
+    during prefill, which it leaves out."""
+    eo, eo2 = output.raw_moment(1), output.raw_moment(2)
+    return arrival_rate * tpot_s * (prompt.raw_moment(1) * (eo - 1.0) + (eo2 - eo) / 2.0)
+
+
 def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
                           profile: Profile) -> tuple[float, float]:
     a_p, b_p, c_p = prefill_affine(profile)
@@ -227,8 +241,9 @@ def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
 
 
 def colocated_prefill_priority(arrival_rate: ArrayLike, prompt: TokenDist, output: TokenDist,
-                               profile: Profile) -> tuple[float | np.ndarray,
-                                                          float | np.ndarray]:
+                               profile: Profile, *, kv_capacity_tokens: float | None = None,
+                               max_num_seqs: int | None = None
+                               ) -> tuple[float | np.ndarray, float | np.ndarray]:
     r"""Mean TTFT and TPOT of one colocated ``prefill_priority`` instance (vLLM v0,
     DistServe's colocated baseline): whenever requests wait, a prefill step of all of
     them; otherwise a decode step of every running request. ``first_token: prefill``;
@@ -253,7 +268,10 @@ def colocated_prefill_priority(arrival_rate: ArrayLike, prompt: TokenDist, outpu
     3.3 %; nearer, larger errors (TTFT -5 %, TPOT -12 % at 0.89 of it, where DistServe's
     decode coefficients switch; +430 % at 1.03, where the simulation is already unstable).
     The predicted limit (the largest rate with a finite fixed point) is 5.83 req/s against
-    the simulated 5.61 (+3.9 %) for the wider laws. ``inf`` where no fixed point exists.
+    the simulated 5.61 (+3.9 %) for the wider laws. ``inf`` where no fixed point exists,
+    and, given the instance's ``kv_capacity_tokens`` or ``max_num_seqs``, where the mean KV
+    in use (:func:`kv_tokens_in_use`) or the mean decode batch reaches it: the form does
+    not model preemption or a full batch, so it refuses those regimes rather than answer.
 
     Returns
     -------
@@ -261,7 +279,73 @@ def colocated_prefill_priority(arrival_rate: ArrayLike, prompt: TokenDist, outpu
         Broadcast over ``arrival_rate``.
     """
     lam = _arr("arrival_rate", arrival_rate)
-    pairs = [_prefill_priority_one(float(x), prompt, output, profile) for x in lam.ravel()]
+    pairs = []
+    for x in lam.ravel():
+        ttft, tpot = _prefill_priority_one(float(x), prompt, output, profile)
+        batch = float(x) * (output.raw_moment(1) - 1.0) * tpot
+        if (kv_capacity_tokens is not None and math.isfinite(tpot)
+                and kv_tokens_in_use(float(x), tpot, prompt, output) >= kv_capacity_tokens) \
+                or (max_num_seqs is not None and batch >= max_num_seqs):
+            ttft, tpot = math.inf, math.inf
+        pairs.append((ttft, tpot))
     ttft = np.array([p[0] for p in pairs]).reshape(lam.shape)
     tpot = np.array([p[1] for p in pairs]).reshape(lam.shape)
     return _out(ttft), _out(tpot)
+
+
+def batched_estimate(workload, cluster) -> dict[str, float | bool | str]:
+    """The closed-form estimate of a batched cluster, where one exists (today: colocated
+    ``prefill_priority`` instances with an affine profile and Poisson arrivals).
+
+    Each of ``k`` instances is taken to see Poisson arrivals at ``rate / k`` (routing
+    ignored: least-outstanding routing measured TTFT +2..+4 % and TPOT -1..-3.4 % up to
+    0.75 of its limit against the simulation, two instances). Keys: ``mean_ttft_s``,
+    ``mean_tpot_s``, ``stable``, ``stability_limit_rps`` (the largest stable total rate,
+    by bisection), ``kv_in_use_fraction``, ``mean_batch``, ``method``.
+
+    Raises
+    ------
+    ValueError
+        Naming what has no closed form yet.
+    """
+    from spec import BatchedColocated
+
+    if workload.arrival.process != "poisson":
+        raise ValueError(f"arrival.process = {workload.arrival.process!r}: the batched closed "
+                         "forms take Poisson arrivals so far")
+    if not isinstance(cluster, BatchedColocated):
+        raise ValueError("batched_disagg: no closed form for disaggregated batched serving "
+                         "yet (built: colocated prefill_priority instances); simulate it: "
+                         "python -m simulation serving=batched mode=disagg")
+    inst = cluster.instance
+    if inst.policy != "prefill_priority" or cluster.first_token != "prefill":
+        raise ValueError(f"{inst.name}.policy = {inst.policy!r}: the closed forms built so far "
+                         "cover policy prefill_priority with first_token prefill (chunked "
+                         "prefill to come); simulate it: python -m simulation serving=batched")
+    prof = inst.step_profile
+    prefill_affine(prof)  # refuses the mixed and roofline forms by name
+    k = cluster.instances
+    limits = {"kv_capacity_tokens": inst.kv_tokens, "max_num_seqs": inst.max_num_seqs}
+    p, o = workload.prompt_tokens, workload.output_tokens
+    lam = workload.arrival_rate_per_s / k
+    ttft, tpot = colocated_prefill_priority(lam, p, o, prof, **limits)
+    lo, hi = 0.0, 1.0
+    while math.isfinite(colocated_prefill_priority(hi, p, o, prof, **limits)[0]):
+        hi *= 2.0
+        if hi > 1e6:
+            break
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if math.isfinite(colocated_prefill_priority(mid, p, o, prof, **limits)[0]):
+            lo = mid
+        else:
+            hi = mid
+    stable = math.isfinite(ttft)
+    return {
+        "method": "colocated_prefill_priority (Poisson rate/instances per instance)",
+        "mean_ttft_s": ttft, "mean_tpot_s": tpot, "stable": stable,
+        "stability_limit_rps": lo * k,
+        "kv_in_use_fraction": kv_tokens_in_use(lam, tpot, p, o) / inst.kv_tokens
+        if stable else math.inf,
+        "mean_batch": lam * (o.raw_moment(1) - 1.0) * tpot if stable else math.inf,
+    }

@@ -191,3 +191,25 @@ def test_batched_engines_print_the_same_statistics():
     a, b = json.loads(fast.stdout), json.loads(simpy.stdout)
     assert (a["engine"], b["engine"]) == ("fast", "simpy")
     assert a["mono"] == b["mono"] and a["disagg"] == b["disagg"]
+
+
+def test_analytic_batched_estimate_and_refusals():
+    ok = subprocess.run([sys.executable, "-m", "analytic", "scenario=distserve_opt13b",
+                         "mode=mono"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    est = json.loads(ok.stdout)["estimate"]
+    assert est["stable"] is True and 0 < est["mean_tpot_s"] < est["mean_ttft_s"] < 1
+    assert est["stability_limit_rps"] > 4.0
+    bad = subprocess.run([sys.executable, "-m", "analytic", "serving=batched"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "policy = 'chunked'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_validate_refuses_the_batched_model_before_any_work(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "validate", "serving=batched",
+                           f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "python -m validate compares the fifo model's closed forms so far" in proc.stderr
+    assert not (tmp_path / "run" / "result.nc").exists()

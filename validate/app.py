@@ -82,6 +82,10 @@ def build_point(cfg: DictConfig) -> tuple[SimConfig, dict[str, Any]]:
         Naming the first bad field, before any work.
     """
     v = cfg.validation
+    if cfg.serving != "fifo":
+        raise ValueError(f"serving = {cfg.serving!r}: python -m validate compares the fifo "
+                         "model's closed forms so far (the batched sweeps are to come); "
+                         "simulate it: python -m simulation serving=batched")
     unknown = [m for m in v.methods if m not in analytic.METHODS]
     if unknown or not v.methods:
         raise ValueError(f"validation.methods = {list(v.methods)}: each must be one of "
