@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from spec import BatchedColocated, BatchedDisaggregated
-from spec.profile import step_time_s
+from spec.profile import FORMS, step_time_s
 
 from .batched import ITL_BINS, BatchedTimes, PoolCounters, check_fits, itl_bin
 from .requests import Requests
@@ -606,7 +606,7 @@ def simulate_batched_fast(requests: Requests, cluster: BatchedColocated | Batche
     if isinstance(cluster, BatchedDisaggregated):
         latency = cluster.link_latency_s
         per_token = cluster.kv_bytes_per_token / cluster.link_bandwidth_bytes_per_s
-    coeffs = np.zeros((m, 10))
+    coeffs = np.zeros((m, max(len(f) for f in FORMS.values())))
     for i, inst in enumerate(cfgs):
         c = inst.step_profile.coeffs
         coeffs[i, :len(c)] = c

@@ -20,7 +20,14 @@ Forms (``Profile.form``), all times in seconds:
     a mixed step: the prefill formula plus ``b s_c + c n_d`` (one intercept).
 ``mixed``
     ``overhead + max(floor, alpha + beta (s_l + n_d)) + gamma s_l2 + delta (s_c - n_d)
-    + epsilon n_d``.
+    + epsilon n_d + zeta s_lx + eta s_x + [n_p > 0] (theta (s_c - n_d) + iota n_d)``:
+    the linear layers (weight-bound ``floor``, then ``beta`` per token), attention within
+    the new tokens (``gamma``), decode attention over cached context (``delta``), per
+    sequence (LM head and sampler, ``epsilon``), a chunk's attention to its cached prefix
+    (``zeta`` per pair, ``eta`` per prefix token read), and what a decode costs more when a
+    prefill chunk shares its step (``theta``, ``iota``: one fused attention kernel is
+    slower than the two apart). The last four default to 0 (DESIGN.md's mixed form);
+    :mod:`simulation.calibrate` fits all eleven to a measured kernel profile.
 ``roofline`` (model config x GPU spec, per tensor-parallel group)
     ``overhead + max(F / (tp peak eta_f), M / (tp bw eta_b)) + comm``, with FLOPs
     ``F = 2 N_lin (s_l + n_d) + 2 V h (n_p + n_d) + 4 L H d (s_lx + (s_l2 + s_l)/2 + s_c)``
@@ -42,7 +49,8 @@ FORMS: dict[str, tuple[str, ...]] = {
     "rates": ("s_per_prefill_token", "s_per_decode_token"),
     "distserve": ("prefill_a", "prefill_b", "prefill_c", "small_a", "small_b", "small_c",
                   "large_a", "large_b", "large_c", "threshold"),
-    "mixed": ("overhead", "floor", "alpha", "beta", "gamma", "delta", "epsilon"),
+    "mixed": ("overhead", "floor", "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta",
+              "theta", "iota"),
     "roofline": ("overhead", "flop_s_per_token", "flop_s_per_sequence", "flop_s_per_pair",
                  "mem_s_fixed", "mem_s_per_kv_token", "comm_s_per_token"),
 }
@@ -71,7 +79,10 @@ def step_time_s(form: int, c, n_p: float, s_l: float, s_l2: float, s_lx: float, 
         lin = c[2] + c[3] * (s_l + n_d)
         if lin < c[1]:
             lin = c[1]
-        return c[0] + lin + c[4] * s_l2 + c[5] * (s_c - n_d) + c[6] * n_d
+        t = c[0] + lin + c[4] * s_l2 + c[5] * (s_c - n_d) + c[6] * n_d + c[7] * s_lx + c[8] * s_x
+        if n_p > 0:
+            t = t + (c[9] * (s_c - n_d) + c[10] * n_d)
+        return t
     # roofline
     compute = c[1] * (s_l + n_d) + c[2] * (n_p + n_d) + c[3] * (s_lx + 0.5 * (s_l2 + s_l) + s_c)
     memory = c[4] + c[5] * (s_x + s_l + s_c)
@@ -268,8 +279,11 @@ class Profile:
 
     @classmethod
     def mixed(cls, overhead: float, floor: float, alpha: float, beta: float, gamma: float,
-              delta: float, epsilon: float, name: str = "mixed", **kw) -> Profile:
-        return cls(name, "mixed", (overhead, floor, alpha, beta, gamma, delta, epsilon), **kw)
+              delta: float, epsilon: float, zeta: float = 0.0, eta: float = 0.0,
+              theta: float = 0.0, iota: float = 0.0, name: str = "mixed", **kw) -> Profile:
+        """The mixed-step form (seconds; the module docstring gives the formula)."""
+        return cls(name, "mixed", (overhead, floor, alpha, beta, gamma, delta, epsilon, zeta,
+                                   eta, theta, iota), **kw)
 
     @classmethod
     def roofline(cls, model: ModelConfig, gpu: GPUSpec, tp: int, *,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .loader import read_yaml_mapping as _read_yaml
-from .profile import GPUSpec, ModelConfig, Profile
+from .profile import FORMS, GPUSpec, ModelConfig, Profile
 
 _ROOFLINE = re.compile(r"^roofline/(?P<model>[^_/]+)_(?P<gpu>[^_/]+)_tp(?P<tp>\d+)$")
 _RATES = re.compile(r"^rates/(?P<p>[0-9.eE+-]+)_(?P<d>[0-9.eE+-]+)$")
@@ -109,8 +109,7 @@ def _from_mapping(name: str, data: dict[str, Any]) -> Profile:
                                  name=name, time_unit_s=unit, tp=tp, kv_capacity_tokens=kv,
                                  kv_bytes_per_token=kv_bytes, source=source)
     if form == "mixed":
-        keys = ("overhead", "floor", "alpha", "beta", "gamma", "delta", "epsilon")
-        return Profile.mixed(*(data.get(k, 0.0) for k in keys), name=name, tp=tp,
+        return Profile.mixed(*(data.get(k, 0.0) for k in FORMS["mixed"]), name=name, tp=tp,
                              kv_capacity_tokens=kv, kv_bytes_per_token=kv_bytes, source=source)
     if form == "rates":
         return Profile.rates(data.get("prefill_tokens_per_s"), data.get("decode_tokens_per_s"),

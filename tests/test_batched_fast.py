@@ -83,6 +83,16 @@ def test_mixed_form_and_zero_transfer():
     assert_identical(random_requests(7, 400), cluster)
 
 
+def test_mixed_form_with_prefix_and_shared_step_terms_chunked():
+    """All eleven mixed-form terms (a calibrated kernel profile's), on chunked colocated
+    instances where chunks attend to cached prefixes and share steps with decodes."""
+    prof = Profile.mixed(0.002, 0.01, 0.001, 1e-5, 1e-9, 2e-8, 1e-4, 3e-10, 5e-7, 7e-9, 1e-5,
+                         kv_capacity_tokens=4000, kv_bytes_per_token=1.0)
+    inst = Instance(profile=prof, max_num_seqs=16, max_num_batched_tokens=64,
+                    policy="chunked")
+    assert_identical(random_requests(8, 400), BatchedColocated(instances=2, instance=inst))
+
+
 def test_arrival_instants_follow_simpys_clock():
     """SimPy reaches an arrival at ``now + (a - now)``, which rounds differently from
     ``a`` for some pairs; the fast engine uses the same instants."""

@@ -109,6 +109,24 @@ def test_mixed_profile_by_hand():
     assert t_big == pytest.approx(0.002 + 0.001 + 1e-5 * 2000 + 1e-9 * 2000**2, rel=1e-12)
 
 
+
+def test_mixed_profile_prefix_and_shared_step_terms_by_hand():
+    """The four terms a kernel profile needs: a chunk's attention to its cached prefix
+    (zeta per pair, eta per prefix token) and the surcharge of decodes that share a step
+    with a prefill chunk (theta per cached token, iota per decode), only in such steps."""
+    p = Profile.mixed(0.0, 0.0, 0.0, 0.0, 0.0, delta=2e-8, epsilon=1e-4, zeta=3e-10,
+                      eta=5e-7, theta=7e-9, iota=1e-5)
+    # one chunk of 256 tokens after a prefix of 1000, and 4 decodes with 99 cached tokens
+    t = p.step_time_s(n_p=1, s_l=256, s_l2=256**2, s_lx=256 * 1000, s_x=1000, n_d=4,
+                      s_c=4 * 100)
+    shared = 7e-9 * 4 * 99 + 1e-5 * 4
+    assert t == pytest.approx(2e-8 * 396 + 1e-4 * 4 + 3e-10 * 256_000 + 5e-7 * 1000 + shared,
+                              rel=1e-12)
+    # the same decodes alone pay no surcharge
+    assert p.step_time_s(n_d=4, s_c=400) == pytest.approx(2e-8 * 396 + 1e-4 * 4, rel=1e-12)
+    # a YAML file without the new terms is DESIGN.md's seven-term form
+    assert Profile.mixed(1, 2, 3, 4, 5, 6, 7).coeffs[7:] == (0.0, 0.0, 0.0, 0.0)
+
 def test_roofline_decode_is_the_weights_over_bandwidth():
     """One decode of Llama-3.1-8B on one H100 reads every weight once: 2 bytes x 8.03e9
     parameters at 80 % of 3.35 TB/s, plus the 3 ms overhead of roofline.yaml."""
