@@ -48,6 +48,10 @@ class ValidationConf:
     prefill_gpus: int | None = None  # disagg prefill pool (default: prefill_share of total)
     prefill_share: float = 0.5
     rate_per_gpu: float | None = None  # arrival rate = rate_per_gpu * total_gpus
+    # measured runs to replay (+validation=measured): shipped names or run folders
+    measured: list[str] = field(default_factory=list)
+    measured_gpu: str | None = None  # default: the GPU named by each run's kernel profile
+    measured_form: str = "mixed"  # the step-profile form fitted to the kernel bundle
 
 
 @dataclass

@@ -31,7 +31,8 @@ extensions = [
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 # _generated/*.md are included into pages, not pages of their own
-exclude_patterns = ["_build", "_generated/sweep", "_generated/report", "_generated/*.md",
+exclude_patterns = ["_build", "_generated/sweep", "_generated/report", "_generated/measured",
+                    "_generated/*.md",
                     "Thumbs.db", ".DS_Store"]
 
 # Markdown: $...$ and $$...$$ math, ::: fences, definition lists, heading anchors.

@@ -24,7 +24,13 @@ def main(argv: list[str] | None = None) -> int:
               "python -m validate.combine FOLDER)", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else nc.parent
-    files = build_report(xr.load_dataset(nc), out)
+    ds = xr.load_dataset(nc)
+    if ds.attrs.get("kind") == "measured":
+        from .measured import build_measured_report
+
+        files = build_measured_report(ds, out)
+    else:
+        files = build_report(ds, out)
     print(f"report: {files['html']} and {files['markdown']}")
     return 0
 

@@ -179,6 +179,21 @@ class ModelConfig:
         return self.num_params * self.dtype_bytes
 
 
+def kv_capacity_tokens(model: ModelConfig, memory_bytes_per_gpu: float, tp: int,
+                       memory_utilisation: float = 0.9,
+                       reserve_bytes_per_gpu: float = 0.0) -> int:
+    """Tokens of KV cache an instance holds, as vLLM sizes it (0 when nothing is left):
+
+    ``floor(((memory util - reserve) tp - weights) / kv_bytes_per_token)``
+
+    with ``memory_utilisation`` vLLM's ``gpu_memory_utilization`` and ``reserve`` what its
+    profiling run keeps back per GPU (activations, CUDA graphs, the runtime).
+    """
+    free = (memory_bytes_per_gpu * memory_utilisation - reserve_bytes_per_gpu) * tp \
+        - model.weight_bytes
+    return math.floor(free / model.kv_bytes_per_token) if free > 0 else 0
+
+
 @dataclass(frozen=True)
 class GPUSpec:
     """One GPU: dense peak FLOP/s at the model's dtype, HBM bandwidth and size, and the
@@ -307,9 +322,8 @@ class Profile:
         coeffs = (overhead_s, 2.0 * m.linear_params / flops,
                   2.0 * m.vocab_size * m.hidden_size / flops, pair / flops,
                   m.weight_bytes / bw, m.kv_bytes_per_token / bw, comm)
-        free = (gpu.memory_bytes * memory_utilisation - activation_reserve_bytes_per_gpu) * tp \
-            - m.weight_bytes
-        kv_tokens = math.floor(free / m.kv_bytes_per_token) if free > 0 else 0
+        kv_tokens = kv_capacity_tokens(m, gpu.memory_bytes, tp, memory_utilisation,
+                                       activation_reserve_bytes_per_gpu)
         if kv_tokens < 1:
             raise ValueError(
                 f"profile {name}: the weights ({m.weight_bytes / 2**30:.1f} GiB) leave no "

@@ -115,6 +115,13 @@ def _from_mapping(name: str, data: dict[str, Any]) -> Profile:
         return Profile.rates(data.get("prefill_tokens_per_s"), data.get("decode_tokens_per_s"),
                              name=name, tp=tp, kv_capacity_tokens=kv,
                              kv_bytes_per_token=kv_bytes, source=source)
+    if form == "roofline" and "model" not in data:  # fitted coefficients (s), not a model
+        missing = [k for k in FORMS["roofline"] if k not in data]
+        if missing:
+            raise ValueError(f"profile {name}: form roofline needs model and gpu, or every "
+                             f"coefficient ({', '.join(missing)} missing)")
+        return Profile(name, "roofline", tuple(data[k] for k in FORMS["roofline"]), tp=tp,
+                       kv_capacity_tokens=kv, kv_bytes_per_token=kv_bytes, source=source)
     if form == "roofline":
         return roofline(data["model"], data["gpu"], data.get("tp", 1), name=name,
                         **{k: data[k] for k in _ROOFLINE_KEYS if k in data})

@@ -181,10 +181,41 @@ def _worst_half_width(ds: xr.Dataset) -> float:
     return float(hw.max()) if np.isfinite(hw).any() else math.nan
 
 
+def run_measured(cfg: DictConfig, out: Path) -> xr.Dataset:
+    """``+validation=measured``: replay each measured run, write ``dataset.nc``, print the
+    table and write the report (:mod:`validate.measured`, :mod:`reports.measured`)."""
+    from simulation.calibrate import FIT_FORMS
+
+    from . import measured
+
+    v = cfg.validation
+    if v.measured_form not in FIT_FORMS:
+        raise ValueError(f"validation.measured_form = {v.measured_form!r}: must be one of "
+                         f"{', '.join(FIT_FORMS)}")
+    folders = [(name, measured.run_folder(str(name))) for name in v.measured]
+    runs = [measured.read_run(folder, Path(str(name)).name) for name, folder in folders]
+    replays = [measured.replay(r, v.measured_gpu, str(v.measured_form)) for r in runs]
+    ds = measured.to_dataset(replays)
+    write_dataset(ds, out / DATASET)
+    print(measured.format_table(ds))
+    if v.report:
+        from reports.measured import build_measured_report
+
+        build_measured_report(ds, out)
+    print(f"\ndataset and report: {out}")
+    return ds
+
+
 @exit_on_bad_input
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    if cfg.validation.measured:
+        if _multirun():
+            raise ValueError("validation.measured: the replay of measured runs is one job; "
+                             "list the runs in validation.measured instead of sweeping")
+        run_measured(cfg, Path(HydraConfig.get().runtime.output_dir))
+        return
     if not _multirun():
         ds = run_job(cfg)
         out = Path(HydraConfig.get().runtime.output_dir)

@@ -305,6 +305,37 @@ def generate(app: Sphinx) -> None:
         f"at arrival rates {facts['rates']} req/s.\n")
     with xr.set_options(display_width=100):
         (out / "dataset_repr.txt").write_text(repr(ds) + "\n")
+    generate_measured(out)
+
+
+def generate_measured(out: Path) -> None:
+    """The measured run replayed (2 s) and the kernel-profile fits, for measured.md."""
+    from reports.build import markdown_table
+    from reports.measured import build_measured_report, headline, rows
+    from simulation.calibrate import calibrate
+    from validate import measured
+
+    run = measured.read_run(measured.run_folder(measured.SHIPPED), measured.SHIPPED)
+    rep = measured.replay(run)
+    ds = measured.to_dataset([rep])
+    folder = out / "measured"
+    shutil.rmtree(folder, ignore_errors=True)
+    build_measured_report(ds, folder)
+    (out / "measured_headline.md").write_text("\n\n".join(f"**{h}**" for h in headline(ds))
+                                              + "\n")
+    (out / "measured_table.md").write_text(markdown_table(rows(ds)))
+    (out / "measured_setup.md").write_text(
+        "\n".join(f"- {line}" for line in rep.setup.notes) + "\n")
+    s = rep.setup
+    eng = run.engine
+    fits = calibrate(run.folder / "profile", s.model, 1, kv_capacity_tokens=s.kv_capacity_tokens,
+                     max_num_batched_tokens=int(eng["max_num_batched_tokens"]),
+                     max_num_seqs=int(eng["max_num_seqs"]))
+    fit_rows = [{"form": f.form, "steps": kind, "points": f"{e.points:,}",
+                 "median": f"{e.median:.1%}", "P90": f"{e.p90:.1%}", "worst": f"{e.worst:.1%}",
+                 "mean (signed)": f"{e.mean_signed:+.1%}"}
+                for f in fits for kind, e in f.errors.items()]
+    (out / "calibration.md").write_text(markdown_table(fit_rows))
 
 
 def setup(app: Sphinx) -> dict:
