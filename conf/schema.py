@@ -26,7 +26,8 @@ class AppConfig(Settings):
     """``python -m simulation`` / ``python -m analytic``: the model plus run options."""
 
     config: str | None = None  # a seed-style YAML file; command-line overrides apply on top
-    trace: str | None = None  # requests from a file (CSV or JSON) instead of the workload
+    trace: str | None = None  # requests from a file (CSV or JSON) or a shipped trace name
+    trace_rate_per_s: float | None = None  # time-scale the trace to this mean rate
     dump_ttft: str | None = None
     engine: str = "fast"  # fast (exact FIFO recursion) | simpy (event-driven, general)
     progress: bool | None = None

@@ -23,7 +23,9 @@ from omegaconf import DictConfig
 from conf.schema import exit_on_bad_input, register, to_sim_config
 from fileio import atomic_write_text, json_safe
 from simulation import compare, simulate, simulate_trace
+from simulation.requests import load_trace
 from simulation.runner import Comparison
+from simulation.traces import time_scaled
 from spec import config_to_mapping
 
 register()
@@ -37,8 +39,14 @@ def _ttft_list(result) -> list[float]:
 @exit_on_bad_input
 def main(cfg: DictConfig) -> None:
     config = to_sim_config(cfg)
+    if cfg.trace_rate_per_s is not None and cfg.trace is None:
+        raise ValueError(f"trace_rate_per_s = {cfg.trace_rate_per_s}: scales a trace; give "
+                         "trace=NAME_OR_FILE (azure_conv, azure_code, or a file)")
     if cfg.trace is not None:
-        results = [simulate_trace(cfg.trace, c, warmup_s=config.warmup_seconds,
+        trace = load_trace(cfg.trace)
+        if cfg.trace_rate_per_s is not None:
+            trace = time_scaled(trace, cfg.trace_rate_per_s)
+        results = [simulate_trace(trace, c, warmup_s=config.warmup_seconds,
                                   quantiles=config.quantiles, engine=cfg.engine, slo=config.slo)
                    for c in config.clusters()]
         cmp = Comparison(*results) if config.mode == "both" else None

@@ -16,10 +16,10 @@ import numpy as np
 
 from spec import Workload
 
-# Column names accepted in trace files, first ours then DistServe's.
-_ARRIVAL_KEYS = ("arrival_s", "start_time")
-_PROMPT_KEYS = ("prompt_tokens", "prompt_len")
-_OUTPUT_KEYS = ("output_tokens", "output_len")
+# Column names accepted in trace files: ours, DistServe's, the Azure / Vidur traces'.
+_ARRIVAL_KEYS = ("arrival_s", "start_time", "arrived_at")
+_PROMPT_KEYS = ("prompt_tokens", "prompt_len", "num_prefill_tokens")
+_OUTPUT_KEYS = ("output_tokens", "output_len", "num_decode_tokens")
 
 
 @dataclass(frozen=True)
@@ -242,9 +242,12 @@ def load_trace(path: str | Path) -> Requests:
 
     Columns ``arrival_s, prompt_tokens, output_tokens``, or DistServe's JSON schema
     ``[{"start_time": ..., "prompt_len": ..., "output_len": ...}, ...]``. JSON may also be
-    one object of three lists.
+    one object of three lists. A shipped trace by name (``azure_conv``, ``azure_code``:
+    :mod:`simulation.traces`) reads its file.
     """
-    p = Path(path)
+    from .traces import trace_path
+
+    p = trace_path(str(path))
     if not p.is_file():
         raise ValueError(f"trace = {str(path)!r}: no such file")
     if p.suffix.lower() == ".json":

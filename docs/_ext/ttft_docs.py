@@ -336,6 +336,34 @@ def generate_measured(out: Path) -> None:
                  "mean (signed)": f"{e.mean_signed:+.1%}"}
                 for f in fits for kind, e in f.errors.items()]
     (out / "calibration.md").write_text(markdown_table(fit_rows))
+    generate_traces(out)
+
+
+def generate_traces(out: Path) -> None:
+    """The shipped traces' fitted laws and their goodness, for measured.md."""
+    from reports.build import markdown_table
+    from simulation.requests import load_trace
+    from simulation.traces import SHIPPED_TRACES, fit_workload
+
+    laws, counts = [], []
+    for name in SHIPPED_TRACES:
+        f = fit_workload(load_trace(name))
+        for key in ("prompt", "output"):
+            g = f[key]
+            laws.append({"trace": name, "tokens": key, "mu": f"{g['mu']:.3f}",
+                         "sigma": f"{g['sigma']:.3f}", "KS distance": f"{g['ks']:.3f}",
+                         "P50 trace / fit": f"{g['p50']:.0f} / {g['fit_p50']:.0f}",
+                         "P90 trace / fit": f"{g['p90']:.0f} / {g['fit_p90']:.0f}",
+                         "P99 trace / fit": f"{g['p99']:.0f} / {g['fit_p99']:.0f}"})
+        m = f["mmpp"]
+        row = {"trace": name, "rate (req/s)": f"{f['rate_per_s']:.3f}",
+               "gap cv": f"{f['gap_cv']:.2f}",
+               "MMPP ratio / fraction / cycle (s)":
+                   f"{m.burst_ratio:.2f} / {m.burst_fraction:.3f} / {m.burst_cycle_s:.0f}"}
+        row.update({f"IDC {w:g} s": f"{t:.1f} / {p:.1f}" for w, (t, p) in f["idc"].items()})
+        counts.append(row)
+    (out / "trace_laws.md").write_text(markdown_table(laws))
+    (out / "trace_arrivals.md").write_text(markdown_table(counts))
 
 
 def setup(app: Sphinx) -> dict:
