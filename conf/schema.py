@@ -53,6 +53,7 @@ class ValidationConf:
     measured: list[str] = field(default_factory=list)
     measured_gpu: str | None = None  # default: the GPU named by each run's kernel profile
     measured_form: str = "mixed"  # the step-profile form fitted to the kernel bundle
+    measured_step_overhead_s: float = 0.0  # engine time a step outside the kernels, if known
 
 
 @dataclass

@@ -434,7 +434,8 @@ def calibrate(bundle_path: str | Path, model: ModelConfig, tp: int = 1,
                          max_num_seqs=max_num_seqs, kv_capacity_tokens=kv_capacity_tokens,
                          link_bytes_per_s=link_bytes_per_s)
     source = f"fitted by simulation.calibrate to the kernel profile of {bundle.label}"
-    fits = [fit(points, f, name=f"calibrated/{model.name}_tp{tp}_{f}", model=model, tp=tp,
+    label = str(bundle.meta.get("model") or model.name).split("/")[-1].lower()
+    fits = [fit(points, f, name=f"calibrated/{label}_tp{tp}_{f}", model=model, tp=tp,
                 kv_capacity_tokens=kv_capacity_tokens, source=source) for f in forms]
     return sorted(fits, key=lambda f: f.errors["all"].p90)
 

@@ -259,6 +259,20 @@ class Profile:
     def form_id(self) -> int:
         return FORM_IDS[self.form]
 
+    def with_step_overhead(self, seconds: float) -> Profile:
+        """The same profile with ``seconds`` added to every step (its intercepts: the
+        mixed and roofline ``overhead``, DistServe's three ``a``); for time a kernel
+        profile does not see (the engine's scheduling and input preparation)."""
+        s = _check.nonnegative(f"profile {self.name}: step overhead (s)", seconds)
+        at = {"mixed": (0,), "roofline": (0,), "distserve": (0, 3, 6)}.get(self.form)
+        if at is None:
+            raise ValueError(f"profile {self.name}: form {self.form!r} has no step intercept")
+        c = list(self.coeffs)
+        for i in at:
+            c[i] += s
+        return Profile(self.name, self.form, tuple(c), self.tp, self.kv_capacity_tokens,
+                       self.kv_bytes_per_token, self.source)
+
     def step_time_s(self, n_p: float = 0, s_l: float = 0, s_l2: float = 0, s_lx: float = 0,
                     s_x: float = 0, n_d: float = 0, s_c: float = 0) -> float:
         """One step's duration (s) from its sums (see :func:`step_time_s`)."""

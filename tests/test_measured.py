@@ -141,3 +141,17 @@ def test_validate_measured_end_to_end(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "not a shipped run" in bad.stderr
+    bad = subprocess.run(cmd[:-1] + [f"hydra.run.dir={tmp_path / 'bad2'}",
+                                     "validation.measured_step_overhead_s=-0.001"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert "validation.measured_step_overhead_s = -0.001: must be in [0, 1) s" in bad.stderr
+
+
+def test_a_step_overhead_given_apart_lengthens_tpot(shipped):
+    """1 ms more a step: every TPOT longer, by about 1 ms a token (one step a token; the
+    batches the slower steps build differ a little, so 0.65 to 1.4 ms, median 1 ms)."""
+    base, slow = replay(shipped), replay(shipped, step_overhead_s=1e-3)
+    d = slow.tpot_s - base.tpot_s
+    assert np.all(d > 0) and np.median(d) == pytest.approx(1e-3, rel=0.1)
+    assert "plus 1 ms a step given apart" in slow.setup.notes[-1]

@@ -225,3 +225,23 @@ def test_mmpp_keeps_the_mean_rate():
 def test_closed_loop_needs_the_batched_model():
     with pytest.raises(ValueError, match="arrival.process = 'closed': the fifo serving model"):
         spec.config_from_mapping({"arrival": {"process": "closed"}})
+
+
+def test_step_overhead_is_added_to_every_step_once():
+    """Added to the intercepts, so every step (prefill, decode, mixed; both DistServe
+    decode sets) is longer by exactly the overhead."""
+    over = 0.0015
+    for p in (Profile.mixed(0.001, 0.012, 0.008, 3e-5, 5e-9, 9e-8, 5e-6, 1e-9, 5e-7, 8e-8, 1e-5),
+              load_profile("distserve/opt-13b_tp1"),
+              load_profile("roofline/llama-3.1-8b_h100_tp1")):
+        q = p.with_step_overhead(over)
+        for sums in ({"n_p": 1, "s_l": 512, "s_l2": 512**2}, {"n_d": 3, "s_c": 300},
+                     {"n_d": 200, "s_c": 20_000},
+                     {"n_p": 1, "s_l": 64, "s_l2": 64**2, "s_lx": 6400, "s_x": 100, "n_d": 5,
+                      "s_c": 500}):
+            assert q.step_time_s(**sums) - p.step_time_s(**sums) == pytest.approx(over,
+                                                                                 rel=1e-9)
+    with pytest.raises(ValueError, match="no step intercept"):
+        Profile.rates(1000, 100).with_step_overhead(0.001)
+    with pytest.raises(ValueError, match="step overhead .* must be >= 0"):
+        load_profile("distserve/opt-13b_tp1").with_step_overhead(-1e-3)

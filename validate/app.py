@@ -192,9 +192,13 @@ def run_measured(cfg: DictConfig, out: Path) -> xr.Dataset:
     if v.measured_form not in FIT_FORMS:
         raise ValueError(f"validation.measured_form = {v.measured_form!r}: must be one of "
                          f"{', '.join(FIT_FORMS)}")
+    over = v.measured_step_overhead_s
+    if not (isinstance(over, int | float) and 0.0 <= over < 1.0):
+        raise ValueError(f"validation.measured_step_overhead_s = {over!r}: must be in [0, 1) s")
     folders = [(name, measured.run_folder(str(name))) for name in v.measured]
     runs = [measured.read_run(folder, Path(str(name)).name) for name, folder in folders]
-    replays = [measured.replay(r, v.measured_gpu, str(v.measured_form)) for r in runs]
+    replays = [measured.replay(r, v.measured_gpu, str(v.measured_form),
+                               float(v.measured_step_overhead_s)) for r in runs]
     ds = measured.to_dataset(replays)
     write_dataset(ds, out / DATASET)
     print(measured.format_table(ds))

@@ -164,9 +164,12 @@ class ReplaySetup:
     notes: tuple[str, ...]
 
 
-def setup(run: MeasuredRun, gpu: str | None = None, form: str = "mixed") -> ReplaySetup:
+def setup(run: MeasuredRun, gpu: str | None = None, form: str = "mixed",
+          step_overhead_s: float = 0.0) -> ReplaySetup:
     """The instance of the measured engine: settings from ``meta.json``, KV capacity from
-    the GPU's memory, the step profile fitted to the kernel bundle (form ``form``)."""
+    the GPU's memory, the step profile fitted to the kernel bundle (form ``form``), plus
+    ``step_overhead_s`` a step when the engine's time outside the kernels was measured
+    apart (0 by default: the kernels alone)."""
     from simulation.calibrate import calibrate, read_bundle
 
     eng = run.engine
@@ -190,7 +193,8 @@ def setup(run: MeasuredRun, gpu: str | None = None, form: str = "mixed") -> Repl
     fits = calibrate(run.folder / "profile", model, tp, (form,), kv_capacity_tokens=kv,
                      max_num_batched_tokens=budget, max_num_seqs=seqs, link_bytes_per_s=link)
     fit = fits[0]
-    inst = Instance(profile=fit.profile, kv_capacity_tokens=kv, block_size=16,
+    prof = fit.profile.with_step_overhead(step_overhead_s) if step_overhead_s else fit.profile
+    inst = Instance(profile=prof, kv_capacity_tokens=kv, block_size=16,
                     max_num_seqs=seqs, max_num_batched_tokens=budget, policy="chunked")
     cluster = BatchedColocated(instances=1, instance=inst, first_token="prefill")
     notes = (f"engine: vLLM {run.meta.get('vllm_version', '?')}, {eng.get('model', '?')}",
@@ -201,7 +205,9 @@ def setup(run: MeasuredRun, gpu: str | None = None, form: str = "mixed") -> Repl
              f"weights, {model.kv_bytes_per_token:,} bytes a token",
              f"step profile: form {fit.form} fitted to the kernel bundle "
              f"({fit.errors['all'].points:,} step points inside the engine's limits: "
-             f"median error {fit.errors['all'].median:.1%}, P90 {fit.errors['all'].p90:.1%})")
+             f"median error {fit.errors['all'].median:.1%}, P90 {fit.errors['all'].p90:.1%})"
+             + (f", plus {step_overhead_s * 1e3:g} ms a step given apart" if step_overhead_s
+                else ", nothing added for time outside the kernels"))
     return ReplaySetup(cluster, fit, model, gpu, kv, notes)
 
 
@@ -217,13 +223,14 @@ class Replay:
     preemptions: int
 
 
-def replay(run: MeasuredRun, gpu: str | None = None, form: str = "mixed") -> Replay:
+def replay(run: MeasuredRun, gpu: str | None = None, form: str = "mixed",
+           step_overhead_s: float = 0.0) -> Replay:
     """Run the measured requests through the batched model (compiled engine; every request
     measured, no warm-up cut: the measured run has none)."""
     from simulation.batched_fast import simulate_batched_fast
     from simulation.requests import Requests
 
-    s = setup(run, gpu, form)
+    s = setup(run, gpu, form, step_overhead_s)
     req = Requests(run.arrival_s, run.prompt_tokens, run.output_tokens)
     times, _ = simulate_batched_fast(req, s.cluster)
     first, last = np.asarray(times.first_token_s), np.asarray(times.last_token_s)

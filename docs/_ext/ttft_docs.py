@@ -336,6 +336,16 @@ def generate_measured(out: Path) -> None:
                  "mean (signed)": f"{e.mean_signed:+.1%}"}
                 for f in fits for kind, e in f.errors.items()]
     (out / "calibration.md").write_text(markdown_table(fit_rows))
+    sens = []
+    for ms in (0.0, 0.5, 1.0, 1.5, 2.0):
+        rep_ms = measured.replay(run, step_overhead_s=ms * 1e-3)
+        e = measured.to_dataset([rep_ms]).rel_error.isel(run=0)
+        row = {"added a step (ms)": f"{ms:g}"}
+        for m, lab in (("ttft_s", "TTFT"), ("tpot_s", "TPOT")):
+            for st in ("mean", "p50", "p90"):
+                row[f"{lab} {st.upper()}"] = f"{float(e.sel(metric=m, statistic=st)):+.1%}"
+        sens.append(row)
+    (out / "measured_overhead.md").write_text(markdown_table(sens))
     generate_traces(out)
 
 
