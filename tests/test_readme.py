@@ -57,3 +57,14 @@ def test_docs_examples_show_only_code_the_build_runs():
         opening = fences[::2]  # every other fence closes a block
         assert all(f in ("{exec-python}", "{exec-shell}", "{toctree}") for f in opening), \
             (page.name, opening)
+
+
+def test_readme_links_stay_inside_the_repository():
+    """Every Markdown link of the README points at a file of this repository (users get
+    the clone, not the team's shared folder or the network)."""
+    targets = re.findall(r"\]\(([^)]+)\)", README) + re.findall(r"^\[[^\]]+\]:\s*(\S+)",
+                                                                  README, flags=re.M)
+    assert "http://" not in README and "https://" not in README
+    for t in targets:
+        assert not t.startswith(("http:", "https:", "../", "/")), t
+        assert (ROOT / t.split("#")[0]).exists(), t
