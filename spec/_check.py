@@ -54,6 +54,16 @@ def real(field: str, value: object, *, low: float = -math.inf, high: float = mat
     return x
 
 
+#: Token speeds a GPU (or a profile) may have: one token in 1,000 s to 10^12 tokens/s.
+#: Outside them a prompt's time under- or overflows the float arithmetic downstream.
+TOKEN_RATE_RANGE = (1e-3, 1e12)
+
+
+def token_rate(field: str, value: object) -> float:
+    """A speed in tokens/s within :data:`TOKEN_RATE_RANGE`."""
+    return real(field, value, low=TOKEN_RATE_RANGE[0], high=TOKEN_RATE_RANGE[1])
+
+
 def positive(field: str, value: object) -> float:
     """A finite number > 0."""
     return real(field, value, low=0.0, low_open=True)

@@ -292,8 +292,8 @@ class Profile:
     def rates(cls, prefill_tokens_per_s: float, decode_tokens_per_s: float,
               name: str = "rates", **kw) -> Profile:
         """The seed model as a profile: prefill ``P / r_p``, a decode step ``1 / r_d``."""
-        r_p = _check.positive(f"profile {name}: prefill_tokens_per_s", prefill_tokens_per_s)
-        r_d = _check.positive(f"profile {name}: decode_tokens_per_s", decode_tokens_per_s)
+        r_p = _check.token_rate(f"profile {name}: prefill_tokens_per_s", prefill_tokens_per_s)
+        r_d = _check.token_rate(f"profile {name}: decode_tokens_per_s", decode_tokens_per_s)
         return cls(name, "rates", (1.0 / r_p, 1.0 / r_d), **kw)
 
     @classmethod

@@ -120,9 +120,9 @@ class MonolithicCluster:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "num_gpus", _check.whole("cluster_mono.num_gpus", self.num_gpus))
-        object.__setattr__(self, "prefill_tokens_per_s", _check.positive(
+        object.__setattr__(self, "prefill_tokens_per_s", _check.token_rate(
             "cluster_mono.prefill_tokens_per_s", self.prefill_tokens_per_s))
-        object.__setattr__(self, "decode_tokens_per_s", _check.positive(
+        object.__setattr__(self, "decode_tokens_per_s", _check.token_rate(
             "cluster_mono.decode_tokens_per_s", self.decode_tokens_per_s))
 
     mode = "mono"
@@ -152,9 +152,9 @@ class DisaggregatedCluster:
         object.__setattr__(self, "prefill_gpus", _check.whole(f + "prefill_gpus",
                                                               self.prefill_gpus))
         object.__setattr__(self, "decode_gpus", _check.whole(f + "decode_gpus", self.decode_gpus))
-        object.__setattr__(self, "prefill_tokens_per_s", _check.positive(
+        object.__setattr__(self, "prefill_tokens_per_s", _check.token_rate(
             f + "prefill_tokens_per_s", self.prefill_tokens_per_s))
-        object.__setattr__(self, "decode_tokens_per_s", _check.positive(
+        object.__setattr__(self, "decode_tokens_per_s", _check.token_rate(
             f + "decode_tokens_per_s", self.decode_tokens_per_s))
         object.__setattr__(self, "kv_transfer_s_per_token", _check.nonnegative(
             f + "kv_transfer_s_per_token", self.kv_transfer_s_per_token))

@@ -62,7 +62,32 @@ def normal_cdf(z: np.ndarray | float) -> np.ndarray:
     return np.array([0.5 * erfc(-v / _SQRT2) for v in z.ravel().tolist()]).reshape(z.shape)
 
 
+#: Largest spread of log tokens: the squared coefficient of variation ``exp(sigma^2) - 1``
+#: is then 8.9e6 (real traces: sigma 0.5 to 1.4). Beyond it moments overflow downstream.
+MAX_SIGMA = 4.0
+#: Largest mean of a token law (tokens): ``exp(mu + sigma^2 / 2) <= 1e9``.
+MAX_MEAN_TOKENS = 1e9
+
+
 def _log_params(mode: str, values: dict[str, float | None], name: str) -> tuple[float, float]:
+    """Convert one of the three parameterisations to ``(mu, sigma)`` of ``log X`` and
+    refuse laws beyond :data:`MAX_SIGMA` or :data:`MAX_MEAN_TOKENS`, naming the field."""
+    mu, sigma = _raw_log_params(mode, values, name)
+    spread = {"log": "sigma", "real_mean_std": "std", "p50_p90": "p90"}[mode]
+    if sigma > MAX_SIGMA:
+        raise ValueError(f"{name}.{spread} = {_check.show(values[spread])}: gives sigma of "
+                         f"log tokens {sigma:.3g}; must give <= {MAX_SIGMA:g} (a squared "
+                         "coefficient of variation of at most 8.9e6)")
+    if mu + sigma * sigma / 2.0 > math.log(MAX_MEAN_TOKENS):
+        where = {"log": "mean", "real_mean_std": "mean", "p50_p90": "p50"}[mode]
+        raise ValueError(f"{name}.{where} = {_check.show(values[where])}: gives a mean of "
+                         f"{math.exp(min(mu + sigma * sigma / 2.0, 700.0)):.3g} tokens; must "
+                         f"give <= {MAX_MEAN_TOKENS:.0e} tokens")
+    return mu, sigma
+
+
+def _raw_log_params(mode: str, values: dict[str, float | None],
+                    name: str) -> tuple[float, float]:
     """Convert one of the three parameterisations to ``(mu, sigma)`` of ``log X``."""
     if mode == "log":
         mu = _check.real(f"{name}.mean", values["mean"])
@@ -73,7 +98,10 @@ def _log_params(mode: str, values: dict[str, float | None], name: str) -> tuple[
     if mode == "real_mean_std":
         mean = _check.positive(f"{name}.mean", values["mean"])
         std = _check.positive(f"{name}.std", values["std"])
-        sigma2 = math.log1p((std / mean) ** 2)
+        ratio = std / mean
+        # log1p(r^2) without overflow: 2 log r + log1p(r^-2) for large r
+        sigma2 = math.log1p(ratio * ratio) if ratio < 1e150 else \
+            2.0 * math.log(ratio) + math.log1p(ratio ** -2)
         return math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2)
     p50 = _check.positive(f"{name}.p50", values["p50"])
     p90 = _check.positive(f"{name}.p90", values["p90"])

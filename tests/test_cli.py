@@ -90,6 +90,20 @@ def test_token_mode_switch_on_command_line():
                  "mean and sigma", id="log group without its values"),
     pytest.param(["config=no/such.yaml"], "config = 'no/such.yaml': no such file",
                  id="missing file"),
+    # laws and speeds whose arithmetic overflows or underflows downstream (issue 13)
+    pytest.param(["prompt_tokens.sigma=50"], "prompt_tokens.sigma = 50.0: gives sigma of log "
+                 "tokens 50; must give <= 4", id="sigma overflow"),
+    pytest.param(["output_tokens=real_mean_std", "output_tokens.mean=100",
+                  "output_tokens.std=1e200"], "output_tokens.std = 1e+200: gives sigma of log "
+                 "tokens 30.2; must give <= 4", id="std overflow"),
+    pytest.param(["prompt_tokens=p50_p90", "prompt_tokens.p50=100", "prompt_tokens.p90=1e300"],
+                 "prompt_tokens.p90 = 1e+300: gives sigma", id="p90 overflow"),
+    pytest.param(["prompt_tokens.mean=22", "prompt_tokens.sigma=1"], "prompt_tokens.mean = "
+                 "22.0: gives a mean of 5.91e+09 tokens; must give <= 1e+09", id="mean too big"),
+    pytest.param(["cluster_mono.prefill_tokens_per_s=1e-300"], "cluster_mono.prefill_tokens_per_s"
+                 " = 1e-300: must be in [0.001, 1e+12]", id="rate underflow"),
+    pytest.param(["cluster_disagg.decode_tokens_per_s=1e300"], "cluster_disagg.decode_tokens_per_"
+                 "s = 1e+300: must be in [0.001, 1e+12]", id="rate overflow"),
 ])
 def test_bad_value_is_one_line_without_traceback(args, message):
     proc = run(*args)
