@@ -123,12 +123,44 @@ def to_sim_config(cfg: DictConfig) -> spec.SimConfig:
     return schema.build(schema.from_mapping(over, base=base))
 
 
+def unknown_keys(cfg: DictConfig, prefix: str = "") -> list[tuple[str, list[str]]]:
+    """Keys of ``cfg`` its schema does not have, each with the settings its node does
+    have: what ``+key=value`` forces past Hydra's struct check (``+arival.rate_per_s=3``
+    would otherwise be silently ignored, and in a sweep become a fake swept axis)."""
+    kind = OmegaConf.get_type(cfg)
+    if not is_dataclass(kind):
+        return []
+    known = sorted(f.name for f in fields(kind))
+    out = []
+    for key in cfg.keys():
+        name = f"{prefix}{key}"
+        if key not in known:
+            out.append((name, known))
+            continue
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and not node._is_none():
+            out += unknown_keys(node, name + ".")
+    return out
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """Refuse, naming it and what is there instead, a key the app's schema does not have."""
+    bad = unknown_keys(cfg)
+    if bad:
+        name, known = bad[0]
+        where = f"settings of {name.rsplit('.', 1)[0]}" if "." in name else "top-level settings"
+        raise ValueError(f"{name}: no such setting (misspelled? a '+' prefix adds keys Hydra "
+                         f"would refuse); {where}: {', '.join(known)}")
+
+
 def exit_on_bad_input(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Turn a ``ValueError`` from validation into one line on stderr and exit status 2."""
+    """Refuse unknown keys, then turn a ``ValueError`` from validation into one line on
+    stderr and exit status 2."""
 
     @wraps(main)
     def wrapper(cfg: DictConfig) -> Any:
         try:
+            check_known_keys(cfg)
             return main(cfg)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)

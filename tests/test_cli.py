@@ -90,6 +90,12 @@ def test_token_mode_switch_on_command_line():
                  "mean and sigma", id="log group without its values"),
     pytest.param(["config=no/such.yaml"], "config = 'no/such.yaml': no such file",
                  id="missing file"),
+    # a '+' forces a key past Hydra's check: a typo would be silently ignored (issue 13)
+    pytest.param(["+arival.rate_per_s=3"], "arival: no such setting (misspelled?",
+                 id="plus typo top level"),
+    pytest.param(["+arrival.rat=3"], "arrival.rat: no such setting (misspelled? a '+' prefix "
+                 "adds keys Hydra would refuse); settings of arrival: burst_cycle_s",
+                 id="plus typo nested"),
     # laws and speeds whose arithmetic overflows or underflows downstream (issue 13)
     pytest.param(["prompt_tokens.sigma=50"], "prompt_tokens.sigma = 50.0: gives sigma of log "
                  "tokens 50; must give <= 4", id="sigma overflow"),

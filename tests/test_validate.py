@@ -163,6 +163,17 @@ def test_bad_sweep_point_fails_before_any_job(tmp_path):
     assert not any(p.is_dir() for p in folder.glob("*")), "a job ran before validation"
 
 
+def test_misspelled_plus_key_stops_the_sweep_before_any_job(tmp_path):
+    """``+validaton.tolerance=0.1,0.2`` used to run: the key ignored, and swept, a fake
+    axis in the dataset. It stops before any job, naming the key."""
+    folder = tmp_path / "sweep"
+    proc = run_validate("+sweep=rates", "+validaton.tolerance=0.1,0.2", *TINY,
+                        f"hydra.sweep.dir={folder}")
+    assert proc.returncode == 2
+    assert "error: validaton: no such setting (misspelled?" in proc.stderr
+    assert not folder.exists() or not any(p.is_dir() for p in folder.glob("*"))
+
+
 def test_single_point_prints_table_and_writes_outputs(tmp_path):
     proc = run_validate(*TINY, f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]

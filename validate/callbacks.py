@@ -31,6 +31,7 @@ class SweepCallback(Callback):
         """Compose and validate every point; one bad value stops the sweep here."""
         from hydra.core.global_hydra import GlobalHydra
 
+        from conf.schema import check_known_keys
         from validate.app import build_point
 
         loader = GlobalHydra.instance().config_loader()
@@ -40,6 +41,7 @@ class SweepCallback(Callback):
             with open_dict(job_cfg):
                 del job_cfg["hydra"]  # the job sees no hydra node (and it cannot resolve here)
             try:
+                check_known_keys(job_cfg)
                 build_point(job_cfg)
             except ValueError as exc:
                 print(f"error: {exc} (sweep point {' '.join(overrides)})", file=sys.stderr)
