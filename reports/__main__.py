@@ -24,7 +24,17 @@ def main(argv: list[str] | None = None) -> int:
               "python -m validate.combine FOLDER)", file=sys.stderr)
         return 2
     out = Path(args.out) if args.out else nc.parent
-    ds = xr.load_dataset(nc)
+    try:
+        ds = xr.load_dataset(nc)
+    except Exception as exc:  # noqa: BLE001 - any reader failure means "not a dataset"
+        print(f"error: path = {str(nc)!r}: not a readable netCDF dataset "
+              f"({type(exc).__name__}); give a dataset.nc written by python -m validate",
+              file=sys.stderr)
+        return 2
+    if "measured" not in ds and "value" not in ds:
+        print(f"error: path = {str(nc)!r}: a netCDF file, but not a validation dataset "
+              "(no 'value' or 'measured' variable)", file=sys.stderr)
+        return 2
     if ds.attrs.get("kind") == "measured":
         from .measured import build_measured_report
 

@@ -15,13 +15,14 @@ Examples::
 from __future__ import annotations
 
 import json
+import sys
 
 import hydra
 import numpy as np
 from omegaconf import DictConfig
 
 from conf.schema import exit_on_bad_input, register, to_sim_config
-from fileio import atomic_write_text, json_safe
+from fileio import atomic_write_text, check_writable, json_safe
 from simulation import compare, simulate, simulate_trace
 from simulation.requests import load_trace
 from simulation.runner import Comparison
@@ -39,6 +40,8 @@ def _ttft_list(result) -> list[float]:
 @exit_on_bad_input
 def main(cfg: DictConfig) -> None:
     config = to_sim_config(cfg)
+    if cfg.dump_ttft:
+        check_writable(cfg.dump_ttft, "dump_ttft")
     if cfg.trace_rate_per_s is not None and cfg.trace is None:
         raise ValueError(f"trace_rate_per_s = {cfg.trace_rate_per_s}: scales a trace; give "
                          "trace=NAME_OR_FILE (azure_conv, azure_code, or a file)")
@@ -67,6 +70,11 @@ def main(cfg: DictConfig) -> None:
     if cfg.dump_ttft:
         atomic_write_text(cfg.dump_ttft, json.dumps(dump))
     print(json.dumps(json_safe(out), indent=2, allow_nan=False))
+    stats = [out["stats"]] if "stats" in out else [out["mono"], out["disagg"]]
+    if any(not st.get("n_measured") for st in stats):
+        print(f"warning: no request arrived in the measured window [warmup_seconds, "
+              f"sim_seconds) = [{config.warmup_seconds:g}, {config.sim_seconds:g}) s: every "
+              "statistic is null; lengthen the run or raise the rate", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,11 +268,34 @@ def load_trace(path: str | Path) -> Requests:
             rows = list(csv.DictReader(fh))
         if not rows:
             raise ValueError(f"trace {str(path)!r}: no rows")
-        cols = {k: [float(r[k]) for r in rows] for k in rows[0]}
+        cols = {k: [r[k] for r in rows] for k in rows[0] if k is not None}
     a, pr, ou = (_pick(cols.keys(), w, str(path)) for w in (_ARRIVAL_KEYS, _PROMPT_KEYS,
                                                              _OUTPUT_KEYS))
-    return Requests(np.asarray(cols[a], float), np.asarray(cols[pr], float),
-                    np.asarray(cols[ou], float))
+    # CSV rows count from 2 (the header is row 1); JSON entries from 1
+    first = 1 if p.suffix.lower() == ".json" else 2
+    arrays = [_numbers(cols[k], k, str(path), first) for k in (a, pr, ou)]
+    try:
+        return Requests(*arrays)
+    except ValueError as exc:
+        raise ValueError(f"trace {str(path)!r}: {exc}") from None
+
+
+def _numbers(values: list, column: str, path: str, first_row: int) -> np.ndarray:
+    """A trace column as floats; a bad cell is named by row and column."""
+    out = np.empty(len(values))
+    what = "row" if first_row == 2 else "entry"
+    for i, v in enumerate(values):
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"trace {path!r}: {what} {i + first_row}, column {column} = "
+                             f"{v!r}: not a number") from None
+        if not math.isfinite(x) or x < 0 or (column not in _ARRIVAL_KEYS and x <= 0):
+            need = ">= 0 (s)" if column in _ARRIVAL_KEYS else "> 0 (tokens)"
+            raise ValueError(f"trace {path!r}: {what} {i + first_row}, column {column} = "
+                             f"{v!r}: must be a finite number {need}")
+        out[i] = x
+    return out
 
 
 class ClosedLoop:

@@ -302,10 +302,13 @@ def simulate_trace(trace: Requests | str | Path, cluster: Cluster, *, warmup_s: 
     requests = trace if isinstance(trace, Requests) else load_trace(trace)
     if len(requests) == 0:
         raise ValueError("trace: no requests")
-    horizon = float(requests.arrival_s[-1])
-    if not 0.0 <= warmup_s < horizon or not math.isfinite(warmup_s):
+    last = float(requests.arrival_s[-1])
+    if not math.isfinite(warmup_s) or not (warmup_s == 0.0 or 0.0 <= warmup_s < last):
         raise ValueError(f"warmup_seconds = {warmup_s!r}: must be in [0, the trace's last "
-                         f"arrival = {horizon!r})")
+                         f"arrival = {last!r})")
+    # the window [warmup, horizon) holds the last arrival too (all of a trace at t = 0 is
+    # one measurable burst)
+    horizon = math.nextafter(last, math.inf)
     if isinstance(cluster, BatchedColocated | BatchedDisaggregated):
         from .batched_metrics import summarise_batched
 
@@ -315,7 +318,7 @@ def simulate_trace(trace: Requests | str | Path, cluster: Cluster, *, warmup_s: 
         return SimulationResult(cluster, [summary], [times], engine=used)
     rec = run_requests(requests, cluster, engine=engine, warmup_s=warmup_s)
     n_window = np.count_nonzero(requests.arrival_s >= warmup_s)
-    rate = n_window / (horizon - warmup_s) if horizon > warmup_s else math.nan
+    rate = n_window / (last - warmup_s) if last > warmup_s else math.nan
     load = offered_load(cluster, rate, float(requests.prompt_tokens.mean()),
                         float(requests.output_tokens.mean()))
     summary = summarise(rec, cluster, (warmup_s, horizon), quantiles, load)

@@ -112,6 +112,20 @@ def test_combine_reruns_on_a_partial_folder(tiny_sweep, tmp_path):
     assert proc.returncode == 0 and "2 points combined" in proc.stdout
 
 
+def test_a_truncated_result_is_named_and_the_rest_combined(tiny_sweep, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_sweep, broken)
+    nc = broken / "1" / "result.nc"
+    nc.write_bytes(nc.read_bytes()[:2000])  # as if the disk filled mid-write elsewhere
+    proc = subprocess.run([sys.executable, "-m", "validate.combine", str(broken)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "2 points combined, 1 failed" in proc.stdout
+    assert f"job 1: {nc}: unreadable result.nc (truncated or not netCDF" in proc.stderr
+    assert xr.load_dataset(broken / "dataset.nc").attrs["n_failed"] == 1
+
+
 def test_joblib_launcher_gives_the_same_dataset(tiny_sweep, tmp_path):
     folder = tmp_path / "joblib"
     proc = run_validate("+sweep=rates", "arrival.rate_per_s=1,5.7,4", *TINY,

@@ -51,10 +51,17 @@ def combine_sweep(folder: str | Path) -> xr.Dataset:
             errors.append(json.loads(p.read_text()))
         except (OSError, json.JSONDecodeError) as exc:
             errors.append({"job": p.parent.name, "error": f"unreadable error file: {exc}"})
+    parts = []
+    for p in list(paths):
+        try:
+            parts.append(xr.load_dataset(p))
+        except Exception as exc:  # noqa: BLE001 - truncated, not netCDF, unreadable
+            paths.remove(p)
+            errors.append({"job": p.parent.name, "error": f"{p}: unreadable {RESULT} "
+                           f"(truncated or not netCDF: {type(exc).__name__})"})
     if not paths:
-        raise ValueError(f"sweep folder {str(folder)!r}: no {RESULT} in any job folder "
-                         f"({len(errors)} failed jobs)")
-    parts = [xr.load_dataset(p) for p in paths]
+        raise ValueError(f"sweep folder {str(folder)!r}: no readable {RESULT} in any job "
+                         f"folder ({len(errors)} failed jobs)")
     merged = xr.merge(parts, join="outer", compat="no_conflicts",
                       combine_attrs="drop_conflicts")
     for var in ("verdict", "stable"):  # integer codes; missing points get -1
@@ -97,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{ds.attrs['n_points']} points combined, {ds.attrs['n_failed']} failed: "
           f"{Path(args.folder) / DATASET}")
-    return 0
+    for f in json.loads(ds.attrs["failed_points"]):
+        print(f"error: job {f.get('job')}: {f.get('error')}", file=sys.stderr)
+    return 1 if ds.attrs["n_failed"] else 0
 
 
 if __name__ == "__main__":
