@@ -88,11 +88,12 @@ def _task_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task)
 
 
-def to_sim_config(cfg: DictConfig) -> spec.SimConfig:
+def to_sim_config(cfg: DictConfig, overrides: list[str] | None = None) -> spec.SimConfig:
     """Validate a composed Hydra config into a :class:`spec.SimConfig`.
 
     With ``config=FILE`` the seed-style YAML file gives the values and only the
-    command line's ``key=value`` overrides are applied on top of it.
+    command line's ``key=value`` overrides (``overrides``; by default the running job's)
+    are applied on top of it.
     """
     from omegaconf.errors import MissingMandatoryValue
 
@@ -109,7 +110,7 @@ def to_sim_config(cfg: DictConfig) -> spec.SimConfig:
         return schema.build(schema.from_mapping(model))
     base = schema.from_mapping(spec.loader.read_yaml_mapping(cfg.config))
     dotlist = []
-    for item in _task_overrides():
+    for item in (overrides if overrides is not None else _task_overrides()):
         key = item.lstrip("+").split("=", 1)[0]
         top = key.split(".")[0]
         if top not in MODEL_KEYS and (top == "hydra" or top in cfg):

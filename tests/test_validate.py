@@ -188,6 +188,21 @@ def test_misspelled_plus_key_stops_the_sweep_before_any_job(tmp_path):
     assert not folder.exists() or not any(p.is_dir() for p in folder.glob("*"))
 
 
+def test_config_file_sweep_with_validation_overrides(tmp_path):
+    """``-m config=FILE`` with a swept rate and ``validation.*`` overrides used to stop at
+    the sweep check ("HydraConfig was not set"): it runs, the file's values under the
+    command line's."""
+    f = tmp_path / "c.yaml"
+    f.write_text("arrival:\n  rate_per_s: 9\ncluster_mono:\n  num_gpus: 5\n")
+    folder = tmp_path / "sweep"
+    proc = run_validate("-m", f"config={f}", "arrival.rate_per_s=1,2", *TINY,
+                        "validation.tolerance=0.1", f"hydra.sweep.dir={folder}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ds = xr.load_dataset(folder / "dataset.nc")
+    assert ds.arrival_rate_per_s.values.tolist() == [1.0, 2.0]
+    assert "num_gpus: 5" in ds.attrs["config_yaml"] and ds.attrs["tolerance"] == 0.1
+
+
 def test_single_point_prints_table_and_writes_outputs(tmp_path):
     proc = run_validate(*TINY, f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -73,7 +73,8 @@ def _apply_budget(cfg: DictConfig) -> DictConfig:
     return out
 
 
-def build_point(cfg: DictConfig) -> tuple[SimConfig, dict[str, Any]]:
+def build_point(cfg: DictConfig,
+                overrides: list[str] | None = None) -> tuple[SimConfig, dict[str, Any]]:
     """Validate a composed ``validate`` config into the simulated point and run options.
 
     Raises
@@ -97,7 +98,7 @@ def build_point(cfg: DictConfig) -> tuple[SimConfig, dict[str, Any]]:
     thresholds = Thresholds(float(v.tolerance), float(v.band))
     point = _apply_budget(cfg)
     point.mode = "both"
-    config = to_sim_config(point)
+    config = to_sim_config(point, overrides)
     if config.replications < 2:
         raise ValueError(f"replications = {config.replications}: must be >= 2 for "
                          "confidence intervals")

@@ -42,7 +42,7 @@ class SweepCallback(Callback):
                 del job_cfg["hydra"]  # the job sees no hydra node (and it cannot resolve here)
             try:
                 check_known_keys(job_cfg)
-                build_point(job_cfg)
+                build_point(job_cfg, list(overrides))
             except ValueError as exc:
                 print(f"error: {exc} (sweep point {' '.join(overrides)})", file=sys.stderr)
                 raise SystemExit(2) from None
