@@ -59,6 +59,26 @@ def real(field: str, value: object, *, low: float = -math.inf, high: float = mat
 TOKEN_RATE_RANGE = (1e-3, 1e12)
 
 
+#: Most GPUs (or instances) in one pool: past the largest clusters built (about 10^5
+#: GPUs) with room to spare; an engine keeps a few words per GPU, so 10^8 would need GBs.
+MAX_GPUS = 1_000_000
+
+
+#: Most batched instances in one pool: the batched engines look at every instance at each
+#: event, so a run's work grows with the count (10^4 instances: about 1 s per 10^5 events).
+MAX_INSTANCES = 10_000
+
+
+def gpu_count(field: str, value: object) -> int:
+    """A whole number of GPUs in ``[1, MAX_GPUS]``."""
+    return whole(field, value, high=MAX_GPUS)
+
+
+def instance_count(field: str, value: object) -> int:
+    """A whole number of batched instances in ``[1, MAX_INSTANCES]``."""
+    return whole(field, value, high=MAX_INSTANCES)
+
+
 def token_rate(field: str, value: object) -> float:
     """A speed in tokens/s within :data:`TOKEN_RATE_RANGE`."""
     return real(field, value, low=TOKEN_RATE_RANGE[0], high=TOKEN_RATE_RANGE[1])

@@ -152,7 +152,8 @@ class BatchedColocated:
 
     def __post_init__(self) -> None:
         p = "batched_mono"
-        object.__setattr__(self, "instances", _check.whole(f"{p}.instances", self.instances))
+        object.__setattr__(self, "instances",
+                           _check.instance_count(f"{p}.instances", self.instances))
         object.__setattr__(self, "instance", _resolved(self.instance, f"{p}.instance"))
         _check.choice(f"{p}.routing", self.routing, ROUTINGS)
         _check.choice(f"{p}.first_token", self.first_token, FIRST_TOKEN)
@@ -189,7 +190,7 @@ class BatchedDisaggregated:
     def __post_init__(self) -> None:
         p = "batched_disagg"
         for f in ("prefill_instances", "decode_instances"):
-            object.__setattr__(self, f, _check.whole(f"{p}.{f}", getattr(self, f)))
+            object.__setattr__(self, f, _check.instance_count(f"{p}.{f}", getattr(self, f)))
         object.__setattr__(self, "prefill", _resolved(self.prefill, f"{p}.prefill"))
         object.__setattr__(self, "decode", _resolved(self.decode, f"{p}.decode"))
         object.__setattr__(self, "link_latency_s",

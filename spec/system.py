@@ -119,7 +119,8 @@ class MonolithicCluster:
     decode_tokens_per_s: float = 2000.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "num_gpus", _check.whole("cluster_mono.num_gpus", self.num_gpus))
+        object.__setattr__(self, "num_gpus", _check.gpu_count("cluster_mono.num_gpus",
+                                                                     self.num_gpus))
         object.__setattr__(self, "prefill_tokens_per_s", _check.token_rate(
             "cluster_mono.prefill_tokens_per_s", self.prefill_tokens_per_s))
         object.__setattr__(self, "decode_tokens_per_s", _check.token_rate(
@@ -149,9 +150,10 @@ class DisaggregatedCluster:
 
     def __post_init__(self) -> None:
         f = "cluster_disagg."
-        object.__setattr__(self, "prefill_gpus", _check.whole(f + "prefill_gpus",
+        object.__setattr__(self, "prefill_gpus", _check.gpu_count(f + "prefill_gpus",
                                                               self.prefill_gpus))
-        object.__setattr__(self, "decode_gpus", _check.whole(f + "decode_gpus", self.decode_gpus))
+        object.__setattr__(self, "decode_gpus", _check.gpu_count(f + "decode_gpus",
+                                                                      self.decode_gpus))
         object.__setattr__(self, "prefill_tokens_per_s", _check.token_rate(
             f + "prefill_tokens_per_s", self.prefill_tokens_per_s))
         object.__setattr__(self, "decode_tokens_per_s", _check.token_rate(
