@@ -10,6 +10,7 @@ Takes the same config and overrides as ``python -m simulation``, plus ``method=`
 from __future__ import annotations
 
 import json
+import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -33,8 +34,23 @@ def main(cfg: DictConfig) -> None:
         results = {c.mode: batched_estimate(config.workload, c) for c in config.clusters()}
         out["method"] = results[config.clusters()[0].mode]["method"]
     else:
-        results = {c.mode: estimate(config.workload, c, cfg.method).summary(config.quantiles)
-                   for c in config.clusters()}
+        import warnings
+
+        from analytic.mdc import ExactFallbackWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ExactFallbackWarning)
+            results = {c.mode: estimate(config.workload, c, cfg.method).summary(
+                config.quantiles) for c in config.clusters()}
+        notes = list(dict.fromkeys(str(w.message) for w in caught
+                                   if issubclass(w.category, ExactFallbackWarning)))
+        for w in caught:  # anything else as Python would show it
+            if not issubclass(w.category, ExactFallbackWarning):
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        if notes:
+            out["notes"] = notes
+            for n in notes:
+                print(f"note: {n}", file=sys.stderr)
     if config.mode == "both":
         out.update(results)
         mono, dis = results["mono"], results["disagg"]

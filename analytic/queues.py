@@ -281,9 +281,14 @@ def _kimura(lam, es, cs2, c, ca2, w_mm):
 
 
 def _kimura_exact(lam, es, cs2, c, ca2, w_mm):
-    from .mdc import mdc_mean_wait
+    from .mdc import mdc_mean_wait, too_large_points, warn_fallback
 
-    w = _kimura_from(w_mm, mdc_mean_wait(lam, es, c), cs2)
+    w_md = mdc_mean_wait(lam, es, c)
+    if np.any(np.isnan(w_md)):  # chains past the work bound: Cosmetatos there (named)
+        warn_fallback("kimura_exact: the exact M/D/c chain is too large",
+                      too_large_points(lam, es, c, w_md))
+        w_md = np.where(np.isnan(w_md), _cosmetatos_mdc(lam, es, c, w_mm), w_md)
+    w = _kimura_from(w_mm, w_md, cs2)
     return _ratio_gi(cs2, ca2) * w
 
 
@@ -402,9 +407,15 @@ def _delay_probability(lam, es, cs2, c, C=None):
     p = np.asarray(erlang_c(c, lam * es), dtype=float) if C is None else C
     det = (cs2 == 0.0) & (c > 1) & (lam * es < c) & (lam > 0)
     if np.any(det):
-        from .mdc import mdc_delay_probability
+        from .mdc import mdc_delay_probability, too_large_points, warn_fallback
 
-        p = np.where(det, mdc_delay_probability(lam, es, c), p)
+        exact = mdc_delay_probability(lam, es, c)
+        bad = det & np.isnan(exact)
+        if np.any(bad):  # keep Erlang C's there, named
+            warn_fallback("P(W > 0): the exact M/D/c chain is too large",
+                          too_large_points(lam[bad], es[bad], c[bad], exact[bad]),
+                          instead="Erlang C's delay probability")
+        p = np.where(det & ~bad, exact, p)
     return p
 
 
@@ -453,11 +464,19 @@ def wait_quantile(q: ArrayLike, arrival_rate: ArrayLike, service_mean: ArrayLike
     t = np.where(np.isinf(w), np.inf, t)
     det = (cs2 == 0.0) & (ca2 == 1.0) & np.isfinite(w) & (lam > 0)
     if np.any(det):
-        from .mdc import mdc_wait
+        from .mdc import MDcTooLarge, mdc_wait, warn_fallback
 
-        exact = np.array([mdc_wait(float(l_), float(e_), int(c_)).quantile(float(q_))
-                          for l_, e_, c_, q_ in zip(lam[det], es[det], c[det], qq[det],
-                                                    strict=True)])
         t = np.array(t, dtype=float)
-        t[det] = exact
+        idx = np.flatnonzero(det.ravel())
+        flat = t.reshape(-1)
+        errors = []
+        for i in idx:
+            try:
+                w_ex = mdc_wait(float(lam.flat[i]), float(es.flat[i]), int(c.flat[i]))
+            except MDcTooLarge as exc:  # keep the two-moment quantile there, named
+                errors.append(str(exc).split(":")[0])
+                continue
+            flat[i] = w_ex.quantile(float(qq.flat[i]))
+        warn_fallback("wait quantile: the exact M/D/c chain is too large", errors,
+                      instead="the two-moment quantile")
     return _out(t)

@@ -218,9 +218,16 @@ def _solve_quantile(q: float, *, nodes: np.ndarray, weights: np.ndarray, x_cdf,
     - P(W > t - x_i, W > 0)]``: the atom at zero uses the exact CDF of ``X``, the rest
     the quantised nodes.
     """
-    shape = a.shape
     if exact is not None:
-        return exact(q)
+        res = exact(q)
+        if not np.any(np.isnan(res)):
+            return res
+        # chains past the work bound (named by _exact_mdc's warning): the general solver
+        general = _solve_quantile(q, nodes=nodes, weights=weights, x_cdf=x_cdf, a=a, th1=th1,
+                                  b=b, th2=th2, stable=stable, exact=None,
+                                  x_quantile=x_quantile)
+        return np.where(np.isnan(res), general, res)
+    shape = a.shape
     flat = [np.ravel(v) for v in (a, th1, b, th2, stable)]
     a_, th1_, b_, th2_, st_ = flat
     res = np.full(a_.shape, np.inf)
@@ -411,13 +418,24 @@ def _rate(p: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 def _exact_mdc(lam, es, c, stable, offset):
-    from .mdc import mdc_wait
+    """Quantiles from the exact M/D/c law; ``nan`` where its chain is past the work bound
+    (:class:`analytic.mdc.MDcTooLarge`, warned once by name)."""
+    from .mdc import MDcTooLarge, mdc_wait, warn_fallback
 
     def quantile(q: float) -> np.ndarray:
         out = np.full(np.shape(lam), np.inf)
+        errors = []
         for idx in np.ndindex(out.shape):
             if stable[idx]:
-                out[idx] = offset + mdc_wait(float(lam[idx]), float(es), int(c[idx])).quantile(q)
+                try:
+                    w = mdc_wait(float(lam[idx]), float(es), int(c[idx]))
+                except MDcTooLarge as exc:
+                    out[idx] = np.nan
+                    errors.append(str(exc).split(":")[0])
+                    continue
+                out[idx] = offset + w.quantile(q)
+        warn_fallback("TTFT quantile: the exact M/D/c chain is too large", errors,
+                      instead="the two-moment law")
         return out
 
     return quantile

@@ -155,3 +155,36 @@ def test_mono_with_fixed_tokens_uses_exact_mdc_law():
     assert est.p99_ttft_s == pytest.approx(law.quantile(0.99) + offset, rel=REL)
     assert est.mean_ttft_s == pytest.approx(
         analytic.mean_wait(2.5, s, 0.0, 4, method="kimura") + offset, rel=REL)
+
+
+# ------------------------------------------------------------------ bounded exact M/D/c
+def test_exact_mdc_work_is_bounded_and_named():
+    """Near saturation the chain's states grow like 1 / (1 - rho): past the bound the
+    exact law stops with the point named instead of asking for GiBs (rho 1 - 1e-6 used
+    to take 24 GB)."""
+    from analytic.mdc import MDcTooLarge, mdc_wait
+
+    mdc_wait(0.999 * 64, 1.0, 64)  # inside the bound: still exact
+    with pytest.raises(MDcTooLarge, match=r"exact M/D/4 at rho = 0.999999: its chain needs "
+                       r"[\d,]+ states x \d+ transitions .* bounded at 10,000,000 entries"):
+        mdc_wait(0.999999 * 4, 1.0, 4)
+
+
+def test_past_the_bound_kimura_exact_is_kimura_with_a_named_warning():
+    """At such points ``kimura_exact`` uses Cosmetatos's M/D/c wait, i.e. it equals
+    ``kimura`` there (a finite number, no memory blow-up), and says so."""
+    from analytic.mdc import ExactFallbackWarning
+    from analytic.queues import mean_wait, wait_quantile
+
+    lam = np.array([0.5 * 4, 0.999999 * 4])
+    with pytest.warns(ExactFallbackWarning, match=r"kimura_exact: .* at 1 point\(s\) "
+                      r"\(M/D/4 at rho = 0.999999\); Cosmetatos's M/D/c approximation"):
+        w = mean_wait(lam, 1.0, 0.0, 4, method="kimura_exact")
+    kim = mean_wait(lam, 1.0, 0.0, 4, method="kimura")
+    assert w[1] == kim[1] and np.isfinite(w[1])
+    assert w[0] != kim[0]  # the exact law where it fits (Cosmetatos is off by about 1 %)
+    with pytest.warns(ExactFallbackWarning) as caught:
+        q = wait_quantile(0.99, lam, 1.0, 0.0, 4)
+    said = " | ".join(str(w.message) for w in caught)
+    assert "wait quantile" in said and "Erlang C's delay probability" in said
+    assert np.all(np.isfinite(q)) and q[1] > q[0]
