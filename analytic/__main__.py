@@ -1,4 +1,5 @@
-"""``python -m analytic``: the closed-form estimate of one point, JSON on stdout.
+"""``python -m analytic``: the closed-form estimate of one point (a table on a terminal,
+JSON when piped or with ``output=json``).
 
 Takes the same config and overrides as ``python -m simulation``, plus ``method=``::
 
@@ -9,21 +10,19 @@ Takes the same config and overrides as ``python -m simulation``, plus ``method=`
 
 from __future__ import annotations
 
-import json
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from analytic import estimate
-from conf.schema import exit_on_bad_input, register, to_sim_config
-from fileio import json_safe
+from conf.schema import emit, exit_on_bad_input, register, to_sim_config
 from spec import config_to_mapping
 
 register()
 
 
-@hydra.main(config_path="pkg://conf", config_name="config", version_base="1.3")
+@hydra.main(config_path="pkg://conf", config_name="analytic", version_base="1.3")
 @exit_on_bad_input
 def main(cfg: DictConfig) -> None:
     config = to_sim_config(cfg)
@@ -51,6 +50,7 @@ def main(cfg: DictConfig) -> None:
             out["notes"] = notes
             for n in notes:
                 print(f"note: {n}", file=sys.stderr)
+    notes = out.get("notes", [])
     if config.mode == "both":
         out.update(results)
         mono, dis = results["mono"], results["disagg"]
@@ -60,7 +60,8 @@ def main(cfg: DictConfig) -> None:
             and mono[k] not in (0, float("inf"))}
     else:
         out["estimate"] = results[config.mode]
-    print(json.dumps(json_safe(out), indent=2, allow_nan=False))
+    emit(cfg, out, results, f"python -m analytic: serving {config.serving}, method "
+         f"{out['method']}, arrival rate {config.workload.arrival_rate_per_s:g} req/s", notes)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ class AppConfig(Settings):
     engine: str = "fast"  # fast (exact FIFO recursion) | simpy (event-driven, general)
     progress: bool | None = None
     method: str = "kimura"
+    output: str = "auto"  # auto (a table on a terminal, else JSON) | table | json
 
 
 @dataclass
@@ -154,6 +155,34 @@ def check_known_keys(cfg: DictConfig) -> None:
                          f"would refuse); {where}: {', '.join(known)}")
 
 
+OUTPUTS = ("auto", "table", "json")
+
+
+def emit(cfg: DictConfig, out: dict, columns: dict, title: str,
+         notes: list[str] | tuple[str, ...] = ()) -> None:
+    """Print the result as ``cfg.output`` says: a table for a person (``table``, or
+    ``auto`` on a terminal) or the JSON ``out``; an unstable architecture is announced in
+    the table's first lines, or on stderr beside the JSON."""
+    import json
+
+    from fileio import json_safe
+    from fileio.terminal import format_table, unstable_warnings
+
+    table = cfg.output == "table" or (cfg.output == "auto" and sys.stdout.isatty())
+    if table:  # the table opens with the warning itself
+        print(format_table(columns, title, notes))
+        return
+    print(json.dumps(json_safe(out), indent=2, allow_nan=False))
+    for w in unstable_warnings(columns):
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def check_output(cfg: DictConfig) -> None:
+    """Refuse an unknown ``output`` before any work."""
+    if cfg.output not in OUTPUTS:
+        raise ValueError(f"output = {cfg.output!r}: must be one of {', '.join(OUTPUTS)}")
+
+
 def exit_on_bad_input(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Refuse unknown keys, then turn a ``ValueError`` from validation into one line on
     stderr and exit status 2."""
@@ -162,6 +191,8 @@ def exit_on_bad_input(main: Callable[[DictConfig], Any]) -> Callable[[DictConfig
     def wrapper(cfg: DictConfig) -> Any:
         try:
             check_known_keys(cfg)
+            if "output" in cfg:
+                check_output(cfg)
             return main(cfg)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)

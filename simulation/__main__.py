@@ -1,4 +1,5 @@
-"""``python -m simulation``: one simulated point, JSON on stdout.
+"""``python -m simulation``: one simulated point (a table on a terminal, JSON when piped
+or with ``output=json``).
 
 Examples::
 
@@ -21,8 +22,8 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from conf.schema import exit_on_bad_input, register, to_sim_config
-from fileio import atomic_write_text, check_writable, json_safe
+from conf.schema import emit, exit_on_bad_input, register, to_sim_config
+from fileio import atomic_write_text, check_writable
 from simulation import compare, simulate, simulate_trace
 from simulation.requests import load_trace
 from simulation.runner import Comparison
@@ -69,8 +70,14 @@ def main(cfg: DictConfig) -> None:
         dump = _ttft_list(res)
     if cfg.dump_ttft:
         atomic_write_text(cfg.dump_ttft, json.dumps(dump))
-    print(json.dumps(json_safe(out), indent=2, allow_nan=False))
-    stats = [out["stats"]] if "stats" in out else [out["mono"], out["disagg"]]
+    columns = {"mono": out["mono"], "disagg": out["disagg"]} if "stats" not in out \
+        else {config.mode: out["stats"]}
+    source = f"trace {cfg.trace}" if cfg.trace is not None else (
+        f"{config.replications} replication(s) of {config.sim_seconds:g} s (warm-up "
+        f"{config.warmup_seconds:g} s), seed {config.random_seed}")
+    emit(cfg, out, columns, f"python -m simulation: serving {config.serving}, engine "
+         f"{out['engine']}, {source}")
+    stats = list(columns.values())
     if any(not st.get("n_measured") for st in stats):
         print(f"warning: no request arrived in the measured window [warmup_seconds, "
               f"sim_seconds) = [{config.warmup_seconds:g}, {config.sim_seconds:g}) s: every "
