@@ -21,7 +21,8 @@ import xarray as xr  # noqa: E402
 from fileio import atomic_write_text  # noqa: E402
 
 POINT_DIMS = ("architecture", "source", "statistic", "kind", "prob")
-VERDICT_NAMES = {0: "agree", 1: "close", 2: "diverge", 3: "unstable", -1: "n/a"}
+VERDICT_NAMES = {0: "agree", 1: "close", 2: "diverge", 3: "unstable", 4: "missing",
+                 -1: "n/a"}
 STAT_LABELS = {"mean_ttft_s": "mean", "p50_ttft_s": "P50", "p90_ttft_s": "P90",
                "p99_ttft_s": "P99"}
 AXIS_LABELS = {
@@ -307,6 +308,22 @@ def _formula_png(tex: str) -> bytes | None:
         return None
 
 
+def incomplete_banner(ds: xr.Dataset) -> str:
+    """The sentence a report of an incomplete sweep opens with ("" when complete)."""
+    missing = json.loads(ds.attrs.get("missing_points", "[]"))
+    failed = json.loads(ds.attrs.get("failed_points", "[]"))
+    if not missing and not failed:
+        return ""
+    n = max(len(missing), len(failed))
+    expected = ds.attrs.get("n_expected", "?")
+    where = "; ".join(", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}"
+                                for k, v in m["coords"].items()) or f"job {m['job']}"
+                      for m in missing[:8])
+    return (f"INCOMPLETE: {n} of {expected} sweep points have no result"
+            + (f" ({where}{'; ...' if len(missing) > 8 else ''})" if where else "")
+            + "; their verdict is 'missing' and every conclusion below leaves them out.")
+
+
 def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
     """Write ``report.md``, ``report.html`` and ``figures/*.png`` into ``folder``.
 
@@ -344,11 +361,13 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
             "length. Waits of the two disaggregated stages are combined as independent, "
             "which understates disaggregated P99 by a few percent.")
 
-    md = [f"# {a.get('title', 'TTFT validation report')}\n", meta + "\n", rule + "\n"]
-    if failed:
-        md.append(f"**{len(failed)} sweep point(s) failed** and are missing:\n")
-        md += [f"- job {f.get('job')}: `{f.get('error')}`" for f in failed]
+    banner = incomplete_banner(ds)
+    md = [f"# {a.get('title', 'TTFT validation report')}\n"]
+    if banner:
+        md.append(f"> **{banner}**\n")
+        md += [f"> - job {f.get('job')}: `{f.get('error')}`" for f in failed]
         md.append("")
+    md += [meta + "\n", rule + "\n"]
     md.append("## Agreement by method, architecture and load region\n")
     md.append("Counts over the four statistics (mean, P50, P90, P99) at each point.\n")
     md.append(markdown_table(summary))
@@ -370,14 +389,15 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
          "body{font-family:sans-serif;max-width:1300px;margin:2em auto;padding:0 1em}",
          "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
          "padding:3px 6px}th{background:#eee}img{max-width:100%}</style></head><body>",
-         f"<h1>{html.escape(a.get('title', 'TTFT validation report'))}</h1>",
-         f"<p>{html.escape(meta).replace('**', '')}</p>",
-         f"<p>{html.escape(rule).replace('**', '')}</p>"]
-    if failed:
-        h.append(f"<p><b>{len(failed)} sweep point(s) failed</b>:</p><ul>")
+         f"<h1>{html.escape(a.get('title', 'TTFT validation report'))}</h1>"]
+    if banner:
+        h.append("<div style='border:3px solid #c00;background:#fee;padding:0.5em 1em'>"
+                 f"<p><b>{html.escape(banner)}</b></p><ul>")
         h += [f"<li>job {html.escape(str(f.get('job')))}: "
               f"<code>{html.escape(str(f.get('error')))}</code></li>" for f in failed]
-        h.append("</ul>")
+        h.append("</ul></div>")
+    h += [f"<p>{html.escape(meta).replace('**', '')}</p>",
+          f"<p>{html.escape(rule).replace('**', '')}</p>"]
 
     def table(rows):
         if not rows:

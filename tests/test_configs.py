@@ -60,13 +60,13 @@ def test_every_sweep_composes_and_every_point_validates(name):
     from omegaconf import open_dict
 
     from validate.app import build_point
-    from validate.callbacks import sweep_overrides
+    from validate.combine import sweep_jobs
 
     with initialize_config_module(config_module="conf", version_base="1.3"):
         cfg = compose(config_name="validate", overrides=[f"+sweep={name}"],
                       return_hydra_config=True)
         assert cfg.hydra.mode.name == "MULTIRUN"
-        jobs = sweep_overrides(cfg)
+        jobs = sweep_jobs(cfg)
         assert len(jobs) >= 3
         loader = GlobalHydra.instance().config_loader()
         for overrides in jobs:

@@ -98,18 +98,68 @@ def test_report_rebuilds_from_the_dataset_alone(tiny_sweep, tmp_path):
 
 
 def test_combine_reruns_on_a_partial_folder(tiny_sweep, tmp_path):
+    """A job that left nothing (killed, or never run) is not passed over: combine knows
+    the grid from multirun.yaml, writes the job an error.json, keeps its point on the
+    grid with the verdict 'missing', opens the report with a banner, and exits 1."""
     import shutil
 
     partial = tmp_path / "partial"
     shutil.copytree(tiny_sweep, partial)
-    (partial / "1" / "result.nc").unlink()  # as if job 1 had been interrupted
+    shutil.rmtree(partial / "1")  # as if job 1 had been killed before writing anything
     ds = combine_sweep(partial)
-    assert ds.attrs["n_points"] == 2
-    assert sorted(ds.arrival_rate_per_s.values.tolist()) == [1.0, 4.0] or \
-        sorted(ds.arrival_rate_per_s.values.tolist()) == [1.0, 5.7]
+    assert ds.attrs["n_points"] == 2 and ds.attrs["n_expected"] == 3
+    assert sorted(ds.arrival_rate_per_s.values.tolist()) == [1.0, 4.0, 5.7]
+    lost = ds.sel(arrival_rate_per_s=5.7)
+    assert bool(lost.value.isnull().all()) and set(lost.verdict.values.ravel()) == \
+        {VERDICTS["missing"]}
+    err = json.loads((partial / "1" / "error.json").read_text())
+    assert "the job was killed or never ran" in err["error"]
+    assert "arrival.rate_per_s=5.7" in err["overrides"]
     proc = subprocess.run([sys.executable, "-m", "validate.combine", str(partial)],
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and "2 points combined" in proc.stdout
+    assert proc.returncode == 1 and "1 of 3 sweep points have no result" in proc.stderr
+    report = (partial / "report.md").read_text().splitlines()
+    assert report[2].startswith("> **INCOMPLETE: 1 of 3 sweep points have no result "
+                                "(arrival_rate_per_s = 5.7)")
+
+
+def test_rerunning_into_a_sweep_folder_is_refused(tiny_sweep):
+    proc = run_validate("+sweep=rates", "arrival.rate_per_s=1,2", *TINY,
+                        f"hydra.sweep.dir={tiny_sweep}")
+    assert proc.returncode == 2
+    assert "already holds a sweep's results; a second run would be merged" in proc.stderr
+
+
+def test_a_killed_joblib_worker_loses_no_finished_point(tmp_path):
+    """A worker SIGKILLed mid-sweep aborts joblib's batch; the points that finished are
+    kept, the others get an error.json and a 'missing' verdict, the report says so, and
+    the command exits non-zero."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(textwrap.dedent("""
+        import os, signal, time
+        import validate.point as p
+        _orig = p.run_point
+        def run_point(config, **kw):
+            if config.workload.arrival_rate_per_s == 2.0:
+                time.sleep(6)  # the job beside it finishes first
+                os.kill(os.getpid(), signal.SIGKILL)
+            return _orig(config, **kw)
+        p.run_point = run_point
+    """))
+    import os
+
+    env = {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"}
+    folder = tmp_path / "sweep"
+    proc = run_validate("+sweep=rates", "arrival.rate_per_s=1,2", *TINY,
+                        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                        f"hydra.sweep.dir={folder}", env=env)
+    assert proc.returncode != 0
+    assert "finished points kept, 1 missing, each with an error.json" in proc.stderr
+    assert (folder / "0" / "result.nc").is_file() and (folder / "1" / "error.json").is_file()
+    ds = xr.load_dataset(folder / "dataset.nc")
+    assert ds.attrs["n_points"] == 1 and ds.attrs["n_expected"] == 2
+    assert (folder / "report.md").read_text().splitlines()[2].startswith("> **INCOMPLETE")
 
 
 def test_a_truncated_result_is_named_and_the_rest_combined(tiny_sweep, tmp_path):
@@ -161,7 +211,8 @@ def test_a_failing_point_leaves_the_rest(tmp_path):
     assert proc.returncode == 1, "a sweep with a failed point must not exit 0"
     assert "1 sweep point(s) failed" in proc.stderr
     ds = xr.load_dataset(folder / "dataset.nc")
-    assert ds.arrival_rate_per_s.values.tolist() == [1.0, 3.0]
+    assert ds.arrival_rate_per_s.values.tolist() == [1.0, 2.0, 3.0]  # 2.0: 'missing'
+    assert bool(ds.value.sel(arrival_rate_per_s=2.0).isnull().all())
     failed = json.loads(ds.attrs["failed_points"])
     assert len(failed) == 1 and "injected failure" in failed[0]["error"]
     assert "injected failure" in (folder / "report.md").read_text()

@@ -26,21 +26,8 @@ from conf.schema import exit_on_bad_input, to_sim_config
 from simulation.runner import ENGINES
 from spec import SimConfig, config_to_mapping
 
-from .combine import DATASET, ERROR, RESULT, write_dataset, write_json
+from .combine import DATASET, ERROR, RESULT, coords_of, write_dataset, write_json
 from .point import Thresholds, format_table, run_point
-
-#: Friendly dimension names for swept keys (others: dots become underscores).
-DIM_NAMES = {
-    "arrival.rate_per_s": "arrival_rate_per_s",
-    "validation.total_gpus": "total_gpus",
-    "validation.prefill_gpus": "prefill_gpus",
-    "validation.rate_per_gpu": "rate_per_gpu",
-    "validation.prefill_share": "prefill_share",
-}
-
-
-def dim_name(key: str) -> str:
-    return DIM_NAMES.get(key, key.replace(".", "_"))
 
 
 def _apply_budget(cfg: DictConfig) -> DictConfig:
@@ -110,16 +97,7 @@ def _job_coords() -> dict[str, Any]:
     """``{dim: value}`` for every ``key=value`` override this job got (the swept ones)."""
     from hydra.core.hydra_config import HydraConfig
 
-    coords = {}
-    for item in HydraConfig.get().overrides.task:
-        key, _, raw = item.lstrip("+~").partition("=")
-        if key.startswith("hydra") or key in ("sweep", "scenario", "config") or not raw:
-            continue
-        value = yaml.safe_load(raw)
-        if isinstance(value, (bool, int, float, str)):
-            coords[dim_name(key)] = float(value) if isinstance(value, (int, float)) and \
-                not isinstance(value, bool) else str(value)
-    return coords
+    return coords_of(HydraConfig.get().overrides.task)
 
 
 def provenance(config: SimConfig, options: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:

@@ -10,20 +10,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
-
-def sweep_overrides(config: DictConfig) -> list[list[str]]:
-    """Every job's overrides, expanded as Hydra's basic sweeper expands them (the sweep's
-    own ``hydra.sweeper.params``, then the command line, which wins)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
-    params += list(config.hydra.overrides.task)
-    loader = GlobalHydra.instance().config_loader()
-    parser = OverridesParser.create(config_loader=loader)
-    batches = BasicSweeper.split_arguments(parser.parse_overrides(params), None)
-    return [list(job) for batch in batches for job in batch]
+#: The sweep folder of this process and whether its end was reached: if a launcher dies
+#: mid-sweep (a killed joblib worker aborts the batch), ``validate.__main__`` combines
+#: what finished and names what did not.
+SWEEP_STATE: dict[str, Any] = {"folder": None, "ended": False}
 
 
 class SweepCallback(Callback):
@@ -33,9 +23,18 @@ class SweepCallback(Callback):
 
         from conf.schema import check_known_keys
         from validate.app import build_point
+        from validate.combine import ERROR, RESULT, sweep_jobs
 
+        folder = Path(config.hydra.sweep.dir)
+        if folder.is_dir() and (any(folder.glob(f"*/{RESULT}")) or
+                                any(folder.glob(f"*/{ERROR}"))):
+            print(f"error: hydra.sweep.dir = {str(folder)!r} already holds a sweep's results; "
+                  "a second run would be merged with them: give a new folder or delete it",
+                  file=sys.stderr)
+            raise SystemExit(2)
+        SWEEP_STATE.update(folder=folder, ended=False)
         loader = GlobalHydra.instance().config_loader()
-        jobs = sweep_overrides(config)
+        jobs = sweep_jobs(config)
         for overrides in jobs:
             job_cfg = loader.load_sweep_config(config, overrides)
             with open_dict(job_cfg):
@@ -51,6 +50,7 @@ class SweepCallback(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from validate.combine import DATASET, combine_and_report
 
+        SWEEP_STATE["ended"] = True
         folder = Path(config.hydra.sweep.dir)
         try:
             ds = combine_and_report(folder, report=bool(config.validation.report))

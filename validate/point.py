@@ -20,7 +20,8 @@ from spec import SimConfig
 ARCHITECTURES: tuple[str, ...] = ("mono", "disagg")
 STATISTICS: tuple[str, ...] = ("mean_ttft_s", "p50_ttft_s", "p90_ttft_s", "p99_ttft_s")
 #: Verdict codes (CF flag convention: ``flag_values`` / ``flag_meanings`` in attrs).
-VERDICTS: dict[str, int] = {"agree": 0, "close": 1, "diverge": 2, "unstable": 3}
+VERDICTS: dict[str, int] = {"agree": 0, "close": 1, "diverge": 2, "unstable": 3,
+                            "missing": 4}  # missing: a sweep point with no result
 MISSING_VERDICT = -1
 #: Probabilities at which TTFT distributions are stored (for CDF figures).
 CDF_PROBS = np.concatenate([np.linspace(0.01, 0.95, 95), [0.96, 0.97, 0.98, 0.99, 0.995,
