@@ -93,4 +93,6 @@ def latex(name: str) -> str:
     if name not in FORMULAS:
         raise ValueError(f"name = {name!r}: must be one of {', '.join(FORMULAS)}")
     _, lhs, expr = FORMULAS[name]
-    return f"{lhs} = {sp.latex(expr)}"
+    # sympy would read the '^2' inside a symbol's name as a superscript: E[S^{2]}
+    names = {ES: "E[S]", ES2: "E[S^2]", cs2: "c_s^2"}
+    return f"{lhs} = {sp.latex(expr, symbol_names=names)}"
