@@ -23,6 +23,9 @@ from fileio import atomic_write_text  # noqa: E402
 POINT_DIMS = ("architecture", "source", "statistic", "kind", "prob")
 VERDICT_NAMES = {0: "agree", 1: "close", 2: "diverge", 3: "unstable", 4: "missing",
                  -1: "n/a"}
+#: Cell colours of the HTML tables by verdict (colour-blind-safe pairs with the words).
+VERDICT_COLOURS = {"agree": "#cdeccd", "close": "#fdf1b8", "diverge": "#f6c4c4",
+                   "unstable": "#dddddd", "missing": "#e3d4f2"}
 STAT_LABELS = {"mean_ttft_s": "mean", "p50_ttft_s": "P50", "p90_ttft_s": "P90",
                "p99_ttft_s": "P99"}
 AXIS_LABELS = {
@@ -55,10 +58,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _slices(ds: xr.Dataset, x: str, limit: int = 4):
-    """``(title, sub-dataset over x)`` for each combination of the other swept dims."""
+def _slices(ds: xr.Dataset, x: str):
+    """``(title, sub-dataset over x)`` for every combination of the other swept dims."""
     others = [d for d in swept_dims(ds) if d != x]
-    combos = list(itertools.product(*(ds[d].values for d in others)))[:limit]
+    combos = list(itertools.product(*(ds[d].values for d in others)))
     for combo in combos:
         sel = dict(zip(others, combo, strict=True))
         title = ", ".join(f"{_label(k).split(' (')[0]} = {v:g}" if isinstance(v, float)
@@ -110,12 +113,22 @@ def fig_statistics(ds: xr.Dataset, x: str, title: str, path: Path) -> Path:
             ax.set_xlabel(_label(x))
             ax.set_ylabel("TTFT (s)")
             ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    handles, labels = _legend_entries(axes)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=9,
                bbox_to_anchor=(0.5, -0.04))
     fig.suptitle(f"TTFT, simulation vs closed forms{' (' + title + ')' if title else ''}")
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     return _save(fig, path)
+
+
+def _legend_entries(axes) -> tuple[list, list[str]]:
+    """Every labelled artist of every axis, once (the unstable band may be drawn on one
+    architecture's row only)."""
+    seen: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    return list(seen.values()), list(seen)
 
 
 def _stack(ds: xr.Dataset) -> xr.Dataset:
@@ -196,6 +209,9 @@ def fig_architectures(ds: xr.Dataset, x: str, title: str, path: Path) -> Path:
                 v = d.value.sel(source=method, statistic=stat).values
                 ax.plot(xs, np.where(np.isfinite(v), v, np.nan), "--", color=col,
                         label=f"{arch} {method}")
+            for j, xv in enumerate(xs[~ok]):
+                ax.axvline(xv, color=col, lw=6, alpha=0.2,
+                           label=f"{arch} unstable (offered load >= 1)" if j == 0 else None)
         _scale(ax, ds.ci_high.sel(statistic=stat).values[ds.offered_load.values < 1])
         ax.set_xlabel(_label(x))
         ax.set_ylabel(f"{STAT_LABELS[stat]} TTFT (s)")
@@ -283,13 +299,14 @@ def _point_table(ds: xr.Dataset) -> list[dict]:
                 sim = float(a.value.sel(source="simulation", statistic=stat))
                 lo = float(a.ci_low.sel(statistic=stat))
                 hi = float(a.ci_high.sel(statistic=stat))
-                row = {"point": label, "arch": str(arch), "stat": STAT_LABELS[str(stat)],
-                       "load": f"{float(a.offered_load):.2f}",
-                       "simulation (95% CI)": f"{sim:.4g} [{lo:.4g}, {hi:.4g}]"}
+                row = {"point": label, "arch": str(arch), "TTFT": STAT_LABELS[str(stat)],
+                       "offered load (1)": f"{float(a.offered_load):.2f}",
+                       "simulation, s (95% CI)": f"{sim:.4g} [{lo:.4g}, {hi:.4g}]"}
                 for src in ds.source.values[1:]:
                     e = float(a.rel_error.sel(source=src, statistic=stat))
                     v = VERDICT_NAMES[int(a.verdict.sel(source=src, statistic=stat))]
-                    row[str(src)] = "unstable" if v == "unstable" else f"{e:+.1%} {v}"
+                    row[f"{src}: error, verdict"] = v if v in ("unstable", "missing") \
+                        else f"{e:+.1%} {v}"
                 rows.append(row)
     return rows
 
@@ -306,6 +323,116 @@ def _formula_png(tex: str) -> bytes | None:
     except (ValueError, RuntimeError):
         plt.close("all")
         return None
+
+
+def _pct(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:+.1%}"
+
+
+def _signed_worst(err: xr.DataArray) -> float:
+    """The value of largest magnitude (sign kept), NaN when there is none."""
+    v = err.values.ravel()
+    v = v[np.isfinite(v)]
+    return float(v[np.argmax(np.abs(v))]) if v.size else float("nan")
+
+
+def _ranges(labels: list[str]) -> str:
+    return ", ".join(labels) if len(labels) <= 4 else f"{labels[0]} ... {labels[-1]}"
+
+
+def headline(ds: xr.Dataset) -> list[str]:
+    """The report's conclusion, a sentence a finding: which closed form to trust (its
+    worst signed error per statistic over the stable points, and below load 0.8), which
+    fails worst, and which architecture has the lower simulated mean TTFT where, with the
+    simulation's confidence."""
+    st = _stack(ds)
+    labels = _point_labels(ds)
+    methods = [str(m) for m in ds.source.values[1:]]
+    stats = [str(s) for s in ds.statistic.values]
+    load = st.offered_load
+    stable = (st.stable == 1) & (load < 1.0)
+    n_ok = int(stable.sum())
+    out = []
+    if methods and n_ok:
+        worst = {m: {s: _signed_worst(st.rel_error.sel(source=m, statistic=s).where(stable))
+                     for s in stats} for m in methods}
+        light = {m: {s: _signed_worst(st.rel_error.sel(source=m, statistic=s).where(
+            stable & (load < 0.8))) for s in stats} for m in methods}
+        score = {m: max((abs(v) for v in worst[m].values() if np.isfinite(v)),
+                        default=np.inf) for m in methods}
+        best, bad = min(score, key=score.get), max(score, key=score.get)
+
+        def per_stat(w: dict[str, float]) -> str:
+            return ", ".join(f"{STAT_LABELS.get(s, s)} {_pct(w[s])}" for s in stats)
+
+        out.append(f"Closed forms: trust {best} most. Its worst error against the "
+                   f"simulation over the {n_ok} stable (point, architecture) pairs: "
+                   f"{per_stat(worst[best])}; below offered load 0.8: "
+                   f"{per_stat(light[best])}.")
+        default = ds.attrs.get("default_method")
+        if default in methods and default != best:
+            out.append(f"The default method, {default}: {per_stat(worst[default])}.")
+        if bad != best:
+            s_bad = max(stats, key=lambda s: abs(worst[bad][s]) if np.isfinite(
+                worst[bad][s]) else -1)
+            out.append(f"Least trustworthy here: {bad} ({STAT_LABELS.get(s_bad, s_bad)} off "
+                       f"by up to {_pct(worst[bad][s_bad])}).")
+    archs = [str(a) for a in ds.architecture.values]
+    if len(archs) == 2:
+        a0, a1 = archs
+        conf = float(ds.attrs.get("confidence", 0.95))
+        wins: dict[str, list[tuple[str, float]]] = {a0: [], a1: [], "tie": []}
+        unst: list[str] = []
+        for p, lab in enumerate(labels):
+            d = st.isel(point=p)
+            ok = {a: bool(d.stable.sel(architecture=a) == 1
+                          and d.offered_load.sel(architecture=a) < 1) for a in archs}
+            m = {a: float(d.value.sel(source="simulation", statistic="mean_ttft_s",
+                                      architecture=a)) for a in archs}
+            lo = {a: float(d.ci_low.sel(statistic="mean_ttft_s", architecture=a))
+                  for a in archs}
+            hi = {a: float(d.ci_high.sel(statistic="mean_ttft_s", architecture=a))
+                  for a in archs}
+            if not all(np.isfinite(list(m.values()))):
+                continue
+            if ok[a0] != ok[a1]:
+                win, lose = (a0, a1) if ok[a0] else (a1, a0)
+                wins[win].append((lab, np.inf))
+                unst.append(f"{lose} at {lab}")
+            elif not ok[a0]:
+                unst.append(f"both at {lab}")
+            elif hi[a0] < lo[a1]:
+                wins[a0].append((lab, m[a1] / m[a0]))
+            elif hi[a1] < lo[a0]:
+                wins[a1].append((lab, m[a0] / m[a1]))
+            else:
+                wins["tie"].append((lab, 1.0))
+        axis = ", ".join(_label(d) for d in swept_dims(ds)) or "the point"
+        parts = []
+        for a in archs:
+            if wins[a]:
+                finite = [r for _, r in wins[a] if np.isfinite(r)]
+                lo_r, hi_r = (f"{min(finite):.2g}", f"{max(finite):.2g}") if finite else ("", "")
+                by = ("the other unstable" if not finite else f"by {lo_r}x" if lo_r == hi_r
+                      else f"by {lo_r}x to {hi_r}x")
+                parts.append(f"{a} at {len(wins[a])} of {len(labels)} points ({by}; "
+                             f"{_ranges([lab for lab, _ in wins[a]])})")
+        if wins["tie"]:
+            parts.append(f"neither at {len(wins['tie'])} (their {conf:.0%} CIs overlap: "
+                         f"{_ranges([lab for lab, _ in wins['tie']])})")
+        if parts:
+            out.append(f"Architectures, by simulated mean TTFT over {axis} ({conf:.0%} CIs "
+                       "apart): lower for " + "; ".join(parts) + ".")
+        if unst:
+            out.append("Unstable (offered load >= 1): " + "; ".join(unst) + ".")
+    return out
+
+
+def _cell(text: str) -> str:
+    """A table cell, coloured by the verdict its text ends with (if any)."""
+    word = text.rsplit(" ", 1)[-1]
+    cls = f" class='v-{word}'" if word in VERDICT_COLOURS else ""
+    return f"<td{cls}>{html.escape(text)}</td>"
 
 
 def incomplete_banner(ds: xr.Dataset) -> str:
@@ -362,11 +489,13 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
             "which understates disaggregated P99 by a few percent.")
 
     banner = incomplete_banner(ds)
+    heads = headline(ds)
     md = [f"# {a.get('title', 'TTFT validation report')}\n"]
     if banner:
         md.append(f"> **{banner}**\n")
         md += [f"> - job {f.get('job')}: `{f.get('error')}`" for f in failed]
         md.append("")
+    md += ["## Conclusion\n", *[f"- {h}" for h in heads], ""]
     md += [meta + "\n", rule + "\n"]
     md.append("## Agreement by method, architecture and load region\n")
     md.append("Counts over the four statistics (mean, P50, P90, P99) at each point.\n")
@@ -388,7 +517,10 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
          f"<title>{html.escape(a.get('title', 'TTFT validation'))}</title><style>",
          "body{font-family:sans-serif;max-width:1300px;margin:2em auto;padding:0 1em}",
          "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
-         "padding:3px 6px}th{background:#eee}img{max-width:100%}</style></head><body>",
+         "padding:3px 6px}th{background:#eee}img{max-width:100%}"
+         ".conclusion{border:2px solid #246;background:#eef4fb;padding:0.2em 1em}"
+         + "".join(f".v-{name}{{background:{col}}}" for name, col in VERDICT_COLOURS.items())
+         + "</style></head><body>",
          f"<h1>{html.escape(a.get('title', 'TTFT validation report'))}</h1>"]
     if banner:
         h.append("<div style='border:3px solid #c00;background:#fee;padding:0.5em 1em'>"
@@ -396,6 +528,8 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
         h += [f"<li>job {html.escape(str(f.get('job')))}: "
               f"<code>{html.escape(str(f.get('error')))}</code></li>" for f in failed]
         h.append("</ul></div>")
+    h.append("<div class='conclusion'><h2>Conclusion</h2><ul>"
+             + "".join(f"<li>{html.escape(x)}</li>" for x in heads) + "</ul></div>")
     h += [f"<p>{html.escape(meta).replace('**', '')}</p>",
           f"<p>{html.escape(rule).replace('**', '')}</p>"]
 
@@ -405,8 +539,7 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
         cols = list(dict.fromkeys(k for r in rows for k in r))
         t = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
         for r in rows:
-            t += "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>"
-                                  for c in cols) + "</tr>"
+            t += "<tr>" + "".join(_cell(str(r.get(c, ""))) for c in cols) + "</tr>"
         return t + "</table>"
 
     h.append("<h2>Agreement by method, architecture and load region</h2>" + table(summary))

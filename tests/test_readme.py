@@ -68,3 +68,15 @@ def test_readme_links_stay_inside_the_repository():
     for t in targets:
         assert not t.startswith(("http:", "https:", "../", "/")), t
         assert (ROOT / t.split("#")[0]).exists(), t
+
+
+def test_docs_figures_open_full_size():
+    """Every figure of the documentation is an ``{image}`` with a width, which Sphinx
+    links to the full-size file (a Markdown ``![..](..)`` image would not open larger)."""
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        if "_build" in page.parts or "_generated" in page.parts:
+            continue
+        text = page.read_text()
+        assert not re.search(r"^!\[", text, flags=re.M), page.name
+        for block in re.findall(r"```\{image\}[^\n]*\n(.*?)```", text, flags=re.S):
+            assert ":width:" in block, (page.name, block)
