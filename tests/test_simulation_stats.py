@@ -2,8 +2,8 @@
 independent replications.
 
 Each replication is an independent stream (SeedSequence.spawn); the first 10 % of the
-horizon is warm-up. The module makes 7 interval checks; each uses a 99.9 % interval, so
-by Bonferroni a correct simulator fails any of them with probability at most 0.7 % (the
+horizon is warm-up. The module makes 12 interval checks; each uses a 99.9 % interval, so
+by Bonferroni a correct simulator fails any of them with probability at most 1.2 % (the
 seeds are fixed, so the outcome is deterministic). Each check also asserts that its
 interval is narrow (half-width below 10 % of the exact value), so passing means something.
 """
@@ -61,6 +61,47 @@ def test_mmc_mean_wait_and_delay_probability(servers, rho):
     runs = np.array(_replicate(one))
     _check_inside(mmc_mean_wait(rate, es, servers), runs[:, 0], "E[W]")
     _check_inside(erlang_c(servers, rate * es), runs[:, 1], "P(W > 0)")
+
+
+def test_mmc_wait_quantiles_follow_the_exact_law():
+    """M/M/4 at rho 0.8: ``P(W > t) = C exp(-(c mu - lam) t)``, so the q-quantile is
+    ``ln(C / (1 - q)) / (c mu - lam)`` for ``q > 1 - C``. The simulated P50 and P99 waits
+    (replication means of sample quantiles, 240k requests each) hold it inside their
+    99.9 % intervals; a quantile taken at a slightly wrong probability, or of the wrong
+    column, does not."""
+    servers, rate, es = 4, 3.2, 1.0
+    horizon = 300_000.0 / servers  # about 240k requests a replication
+    cluster = MonolithicCluster(servers, prefill_tokens_per_s=1.0, decode_tokens_per_s=1.0)
+
+    def one(rng):
+        res = simulate_trace(_exponential_trace(rng, rate, horizon, es), cluster,
+                             warmup_s=0.1 * horizon)
+        return res.summary["p50_prefill_wait_s"], res.summary["p99_prefill_wait_s"]
+
+    runs = np.array(_replicate(one))
+    C = erlang_c(servers, rate * es)
+    for col, q in enumerate((0.5, 0.99)):
+        exact = math.log(C / (1 - q)) / (servers / es - rate)
+        _check_inside(exact, runs[:, col], f"M/M/4 wait quantile {q}")
+
+
+def test_mm1_ttft_quantiles_are_the_sojourn_law():
+    """M/M/1 at rho 0.7 with a negligible decode: TTFT is the sojourn time, exponential of
+    rate ``mu - lam`` (Kleinrock, Queueing Systems I, eq. 3.24): its q-quantile is
+    ``-ln(1 - q) / (mu - lam)``. Simulated P50, P90, P99 TTFT inside their intervals."""
+    rate, es = 0.7, 1.0
+    horizon = 300_000.0  # about 210k requests a replication
+    cluster = MonolithicCluster(1, prefill_tokens_per_s=1.0, decode_tokens_per_s=1e12)
+
+    def one(rng):
+        res = simulate_trace(_exponential_trace(rng, rate, horizon, es), cluster,
+                             warmup_s=0.1 * horizon)
+        return [res.summary[k] for k in ("p50_ttft_s", "p90_ttft_s", "p99_ttft_s")]
+
+    runs = np.array(_replicate(one))
+    for col, q in enumerate((0.5, 0.9, 0.99)):
+        exact = -math.log(1 - q) / (1 / es - rate)
+        _check_inside(exact, runs[:, col], f"M/M/1 TTFT quantile {q}")
 
 
 def test_burke_tandem_decode_pool_is_mmc():
