@@ -44,21 +44,29 @@ def _replicate(fn):
     return [fn(np.random.default_rng(s)) for s in seeds]
 
 
+def _mmc_runs(servers: int, rate: float, horizon: float, keys: tuple[str, ...],
+              decode_tokens_per_s: float = 1.0) -> np.ndarray:
+    """``REPS x len(keys)`` summary values of M/M/``servers`` traces (exponential prompts
+    of mean 1 s at 1 token/s), warm-up the first 10 % of each."""
+    cluster = MonolithicCluster(servers, prefill_tokens_per_s=1.0,
+                                decode_tokens_per_s=decode_tokens_per_s)
+
+    def one(rng):
+        res = simulate_trace(_exponential_trace(rng, rate, horizon, 1.0), cluster,
+                             warmup_s=0.1 * horizon)
+        return [res.summary[k] for k in keys]
+
+    return np.array(_replicate(one))
+
+
 @pytest.mark.parametrize(("servers", "rho"), [
     pytest.param(1, 0.7, id="M/M/1 rho 0.7"),
     pytest.param(4, 0.8, id="M/M/4 rho 0.8"),
 ])
 def test_mmc_mean_wait_and_delay_probability(servers, rho):
     rate, es = rho * servers, 1.0
-    horizon = 30_000.0 / servers  # about 20k customers per replication
-    cluster = MonolithicCluster(servers, prefill_tokens_per_s=1.0, decode_tokens_per_s=1.0)
-
-    def one(rng):
-        res = simulate_trace(_exponential_trace(rng, rate, horizon, es), cluster,
-                             warmup_s=0.1 * horizon)
-        return res.summary["mean_prefill_wait_s"], res.summary["prob_wait_prefill"]
-
-    runs = np.array(_replicate(one))
+    runs = _mmc_runs(servers, rate, 30_000.0 / servers,  # about 20k requests a replication
+                     ("mean_prefill_wait_s", "prob_wait_prefill"))
     _check_inside(mmc_mean_wait(rate, es, servers), runs[:, 0], "E[W]")
     _check_inside(erlang_c(servers, rate * es), runs[:, 1], "P(W > 0)")
 
@@ -70,15 +78,8 @@ def test_mmc_wait_quantiles_follow_the_exact_law():
     99.9 % intervals; a quantile taken at a slightly wrong probability, or of the wrong
     column, does not."""
     servers, rate, es = 4, 3.2, 1.0
-    horizon = 300_000.0 / servers  # about 240k requests a replication
-    cluster = MonolithicCluster(servers, prefill_tokens_per_s=1.0, decode_tokens_per_s=1.0)
-
-    def one(rng):
-        res = simulate_trace(_exponential_trace(rng, rate, horizon, es), cluster,
-                             warmup_s=0.1 * horizon)
-        return res.summary["p50_prefill_wait_s"], res.summary["p99_prefill_wait_s"]
-
-    runs = np.array(_replicate(one))
+    runs = _mmc_runs(servers, rate, 300_000.0 / servers,  # about 240k requests each
+                     ("p50_prefill_wait_s", "p99_prefill_wait_s"))
     C = erlang_c(servers, rate * es)
     for col, q in enumerate((0.5, 0.99)):
         exact = math.log(C / (1 - q)) / (servers / es - rate)
@@ -90,15 +91,8 @@ def test_mm1_ttft_quantiles_are_the_sojourn_law():
     rate ``mu - lam`` (Kleinrock, Queueing Systems I, eq. 3.24): its q-quantile is
     ``-ln(1 - q) / (mu - lam)``. Simulated P50, P90, P99 TTFT inside their intervals."""
     rate, es = 0.7, 1.0
-    horizon = 300_000.0  # about 210k requests a replication
-    cluster = MonolithicCluster(1, prefill_tokens_per_s=1.0, decode_tokens_per_s=1e12)
-
-    def one(rng):
-        res = simulate_trace(_exponential_trace(rng, rate, horizon, es), cluster,
-                             warmup_s=0.1 * horizon)
-        return [res.summary[k] for k in ("p50_ttft_s", "p90_ttft_s", "p99_ttft_s")]
-
-    runs = np.array(_replicate(one))
+    runs = _mmc_runs(1, rate, 300_000.0, ("p50_ttft_s", "p90_ttft_s", "p99_ttft_s"),
+                     decode_tokens_per_s=1e12)  # about 210k requests a replication
     for col, q in enumerate((0.5, 0.9, 0.99)):
         exact = -math.log(1 - q) / (1 / es - rate)
         _check_inside(exact, runs[:, col], f"M/M/1 TTFT quantile {q}")

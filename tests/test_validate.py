@@ -19,6 +19,25 @@ TINY = ["sim_seconds=400", "warmup_seconds=40", "replications=3",
         "validation.methods=[kimura,mmc]"]
 
 
+def _at_rate_2(tmp_path, action: str) -> dict:
+    """An environment whose sitecustomize runs ``action`` (one line of Python) in place
+    of the sweep point at arrival rate 2.0; other points run as usual."""
+    import os
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(textwrap.dedent(f"""
+        import validate.point as p
+        _orig = p.run_point
+        def run_point(config, **kw):
+            if config.workload.arrival_rate_per_s == 2.0:
+                {action}
+            return _orig(config, **kw)
+        p.run_point = run_point
+    """))
+    return {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"}
+
+
 def run_validate(*args, cwd=ROOT, env=None):
     return subprocess.run([sys.executable, "-m", "validate", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -134,22 +153,9 @@ def test_a_killed_joblib_worker_loses_no_finished_point(tmp_path):
     """A worker SIGKILLed mid-sweep aborts joblib's batch; the points that finished are
     kept, the others get an error.json and a 'missing' verdict, the report says so, and
     the command exits non-zero."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(textwrap.dedent("""
-        import os, signal, time
-        import validate.point as p
-        _orig = p.run_point
-        def run_point(config, **kw):
-            if config.workload.arrival_rate_per_s == 2.0:
-                time.sleep(6)  # the job beside it finishes first
-                os.kill(os.getpid(), signal.SIGKILL)
-            return _orig(config, **kw)
-        p.run_point = run_point
-    """))
-    import os
-
-    env = {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"}
+    # the job beside it finishes first, then this one's process dies
+    env = _at_rate_2(tmp_path, "import os, signal, time; time.sleep(6); "
+                               "os.kill(os.getpid(), signal.SIGKILL)")
     folder = tmp_path / "sweep"
     proc = run_validate("+sweep=rates", "arrival.rate_per_s=1,2", *TINY,
                         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
@@ -191,20 +197,7 @@ def test_joblib_launcher_gives_the_same_dataset(tiny_sweep, tmp_path):
 # ------------------------------------------------------------------ nothing lost
 def test_a_failing_point_leaves_the_rest(tmp_path):
     """Inject a failure into one point (a sitecustomize that wraps run_point)."""
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(textwrap.dedent("""
-        import validate.point as p
-        _orig = p.run_point
-        def run_point(config, **kw):
-            if config.workload.arrival_rate_per_s == 2.0:
-                raise RuntimeError("injected failure")
-            return _orig(config, **kw)
-        p.run_point = run_point
-    """))
-    import os
-
-    env = {**os.environ, "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"}
+    env = _at_rate_2(tmp_path, "raise RuntimeError('injected failure')")
     folder = tmp_path / "sweep"
     proc = run_validate("+sweep=rates", "arrival.rate_per_s=1,2,3", *TINY,
                         f"hydra.sweep.dir={folder}", env=env)
