@@ -452,8 +452,8 @@ def wait_quantile(q: ArrayLike, arrival_rate: ArrayLike, service_mean: ArrayLike
     than exponential, so with ``cs2 > 1`` and few servers P99 can be far too low.
     Returns ``inf`` where ``rho >= 1``.
     """
-    qq = _arr("q", q)
-    if np.any((qq <= 0.0) | (qq >= 1.0)):
+    qq = np.asarray(q, dtype=float)
+    if not np.all((qq > 0.0) & (qq < 1.0)):  # NaN fails both
         raise ValueError(f"q = {q!r}: must be in (0, 1)")
     fn = METHODS[check_method(method)]
     lam, es, cs2, c, ca2, qq = np.broadcast_arrays(
