@@ -138,11 +138,11 @@ def min_gpus(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
     else:
         low = (int(math.floor(rate * ep / cluster.prefill_tokens_per_s)) + 1
                + int(math.floor(rate * eo / cluster.decode_tokens_per_s)) + 1)
-    hi = low
-    while best(hi)[0] > 0:
-        hi *= 2
-        if hi > max_gpus:
+    hi = min(low, max_gpus)
+    while best(hi)[0] > 0:  # doubling, capped at the budget (which itself may suffice)
+        if hi >= max_gpus:
             raise ValueError(f"slo {dict(slo)}: not met with up to max_gpus = {max_gpus}")
+        hi = min(2 * hi, max_gpus)
     lo = max(low - 1, hi // 2)
     while hi - lo > 1:  # invariant: hi meets the SLO, lo does not (or is below stability)
         mid = (lo + hi) // 2

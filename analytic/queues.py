@@ -269,7 +269,8 @@ def kimura_wait(arrival_rate: ArrayLike, service_mean: ArrayLike, service_scv: A
 
 
 def _kimura_from(w_mm, w_md, cs2):
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # over: a denormal wait (1e-310 s, many idle servers) overflows 1/w; the result is 0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         w = (1.0 + cs2) / (2.0 * cs2 / w_mm + (1.0 - cs2) / w_md)
     w = np.where(cs2 == 0.0, w_md, w)
     return np.where(np.isinf(w_mm), np.inf, np.where(w_mm == 0.0, 0.0, w))
