@@ -34,7 +34,12 @@ MAX_CHAIN_ENTRIES = 10_000_000
 
 
 class MDcTooLarge(ValueError):
-    """The exact M/D/c chain at this point would exceed :data:`MAX_CHAIN_ENTRIES`."""
+    """The exact M/D/c chain at this point would exceed :data:`MAX_CHAIN_ENTRIES`;
+    ``point`` names it (``M/D/4 at rho = 0.999999``) for the fallback warnings."""
+
+    def __init__(self, message: str, point: str) -> None:
+        super().__init__(message)
+        self.point = point
 
 
 class ExactFallbackWarning(UserWarning):
@@ -48,10 +53,11 @@ def _kmax(m: float) -> int:
 def _check_size(m: float, c: int, n: int) -> None:
     entries = n * (_kmax(m) + 1)
     if entries > MAX_CHAIN_ENTRIES:
+        point = f"M/D/{c} at rho = {m / c:.9g}"
         raise MDcTooLarge(
-            f"exact M/D/{c} at rho = {m / c:.9g}: its chain needs {n:,} states x "
-            f"{_kmax(m) + 1} transitions ({entries * 8 / 2**30:.2g} GiB an array); bounded at "
-            f"{MAX_CHAIN_ENTRIES:,} entries")
+            f"exact {point}: its chain needs {n:,} states x {_kmax(m) + 1} transitions "
+            f"({entries * 8 / 2**30:.2g} GiB an array); bounded at {MAX_CHAIN_ENTRIES:,} "
+            "entries", point)
 
 
 def _stationary(m: float, c: int, n: int) -> np.ndarray:

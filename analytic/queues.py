@@ -475,7 +475,7 @@ def wait_quantile(q: ArrayLike, arrival_rate: ArrayLike, service_mean: ArrayLike
             try:
                 w_ex = mdc_wait(float(lam.flat[i]), float(es.flat[i]), int(c.flat[i]))
             except MDcTooLarge as exc:  # keep the two-moment quantile there, named
-                errors.append(str(exc).split(":")[0])
+                errors.append(exc.point)
                 continue
             flat[i] = w_ex.quantile(float(qq.flat[i]))
         warn_fallback("wait quantile: the exact M/D/c chain is too large", errors,

@@ -420,7 +420,7 @@ def _exact_mdc(lam, es, c, stable, offset):
                     w = mdc_wait(float(lam[idx]), float(es), int(c[idx]))
                 except MDcTooLarge as exc:
                     out[idx] = np.nan
-                    errors.append(str(exc).split(":")[0])
+                    errors.append(exc.point)
                     continue
                 out[idx] = offset + w.quantile(q)
         warn_fallback("TTFT quantile: the exact M/D/c chain is too large", errors,

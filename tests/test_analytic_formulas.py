@@ -276,3 +276,49 @@ def test_summary_and_dataset_carry_the_same_numbers_with_units():
                                   grid.delay_probability["decode"])
     np.testing.assert_array_equal(ds["mean_wait_prefill_s"].values, grid.mean_wait_s["prefill"])
     assert ds["stable"].values.tolist() == [True, True]
+
+
+# ------------------------------------------------------------------ exact M/D/c, bounded
+def test_too_large_chain_message_is_consistent():
+    """The refusal states the chain's size; its GiB figure is states x transitions x 8
+    bytes, so a wrong count or unit in the message is caught."""
+    import re
+
+    from analytic.mdc import MAX_CHAIN_ENTRIES, MDcTooLarge, mdc_wait
+
+    with pytest.raises(MDcTooLarge) as err:
+        mdc_wait(0.999999 * 4 / 0.5, 0.5, 4)
+    m = re.fullmatch(r"exact M/D/4 at rho = 0\.999999: its chain needs ([\d,]+) states x "
+                     r"(\d+) transitions \(([\d.e+]+) GiB an array\); bounded at "
+                     r"10,000,000 entries", str(err.value))
+    assert m, str(err.value)
+    states, transitions = int(m[1].replace(",", "")), int(m[2])
+    assert states * transitions > MAX_CHAIN_ENTRIES
+    assert m[3] == f"{states * transitions * 8 / 2**30:.2g}"
+    # Poisson(lam D = 4) arrivals a step, truncated where the mass beyond is < 1e-17
+    from scipy import stats
+    assert stats.poisson.sf(transitions - 1, 4.0) < 1e-17 < stats.poisson.sf(20, 4.0)
+
+
+def test_ttft_quantile_past_the_bound_is_the_two_moment_law_and_says_so():
+    """Fixed tokens (M/D/c): exact law where the chain fits; at rho = 1 - 1e-6 the chain
+    is too large, and the quantile is ``x`` plus the atom-plus-exponential wait quantile,
+    with a warning naming the point (service 0.5 s, so rho is lam D / c, not lam/D/c)."""
+    from analytic.mdc import ExactFallbackWarning
+
+    wl = spec.Workload(1.0, spec.TokenDist.fixed(500), spec.TokenDist.fixed(50))
+    cl = spec.MonolithicCluster(4, 2000.0, 200.0)  # 0.25 s + 0.25 s a request
+    rate = np.array([4.0, 0.999999 * 8.0])
+    with pytest.warns(ExactFallbackWarning) as caught:
+        est = analytic.estimate(wl, cl, arrival_rate_per_s=rate)
+        p90 = est.quantile(0.9)
+    said = [str(c.message) for c in caught]
+    assert ("P(W > 0): the exact M/D/c chain is too large at 1 point(s) (M/D/4 at "
+            "rho = 0.999999); Erlang C's delay probability used there instead") in said, said
+    assert ("TTFT quantile: the exact M/D/c chain is too large at 1 point(s) (M/D/4 at "
+            "rho = 0.999999); the two-moment law used there instead") in said, said
+    x = 500 / 2000.0 + 1 / 200.0
+    law = analytic.mdc_wait(4.0, 0.5, 4)
+    assert p90[0] == pytest.approx(x + law.quantile(0.9), rel=1e-9)
+    w, p = est.mean_wait_s["gpu"][1], est.delay_probability["gpu"][1]
+    assert p90[1] == pytest.approx(x + ref.exponential_wait_quantile(0.9, w, p), rel=1e-6)
