@@ -168,3 +168,11 @@ def mdc_delay_probability(rate: float, service: float, servers: int) -> float:
     left[1: pi.size - servers] = pi[servers + 1:]
     n = np.convolve(left, stats.poisson.pmf(np.arange(pi.size), rate * service))[: pi.size]
     return float(1.0 - n[:servers].sum())
+
+
+def mdc_mean_wait(rate: float, service: float, servers: int) -> float:
+    """Exact M/D/c mean wait, ``E[(Q - c)^+] / lam`` over Crommelin's chain (ANALYTIC_NOTES:
+    the requests still queued at an epoch are the ones that wait)."""
+    pi = mdc_queue_law(rate, service, servers)
+    queued = np.maximum(np.arange(pi.size) - servers, 0)
+    return float(pi @ queued / rate)

@@ -85,3 +85,33 @@ def test_latex_strings(name):
 
 def test_pollaczek_khinchine_latex_reads_as_written():
     assert symbolic.latex("pk") == r"E[W] = \frac{E[S^2] \lambda}{- 2 E[S] \lambda + 2}"
+
+
+def _by_name(expr: sp.Expr, **values: float) -> float:
+    """Evaluate by the symbols' printed names, which must be exactly these."""
+    names = {str(s): s for s in expr.free_symbols}
+    assert set(names) == set(values), (set(names), set(values))
+    return float(expr.subs({names[k]: v for k, v in values.items()}))
+
+
+def test_every_printed_formula_is_its_exact_result():
+    """Each formula of the reports, at numbers, against the tests' own references: the
+    M/M/c form (C E[S] / (c (1 - rho))), M/D/1 (P-K with E[S^2] = D^2), and DistServe's
+    tensor-parallel form, which is M/D/1 with service D / K."""
+    from tests import reference as ref
+
+    es, c, lam_ = 0.8, 3, 3.0
+    C = ref.erlang_c(c, lam_ * es)
+    w = _by_name(symbolic.mmc_wait_from_erlang_c(), C=C, **{"E[S]": es}, c=c,
+                 rho=lam_ * es / c)
+    assert w == pytest.approx(ref.mmc_mean_wait(lam_, es, c), rel=1e-12)
+    assert _by_name(symbolic.md1_ttft(), D=0.5, **{"lambda": 1.2}) == pytest.approx(
+        0.5 + ref.md1_mean_wait(1.2, 0.5), rel=1e-12)
+    for k in (1.0, 1.7, 2.0):
+        got = _by_name(symbolic.md1_ttft_tensor_parallel(), D=0.5, K=k, **{"lambda": 2.5})
+        assert got == pytest.approx(0.5 / k + ref.md1_mean_wait(2.5, 0.5 / k), rel=1e-12), k
+    assert _by_name(symbolic.mm1_ttft(), mu=2.0, **{"lambda": 1.5}) == pytest.approx(
+        ref.mmc_mean_wait(1.5, 0.5, 1) + 0.5, rel=1e-12)
+    assert _by_name(symbolic.qna_departure_scv(), rho=0.6, c=4, **{"c_a^2": 1.4,
+                    "c_s^2": 0.3}) == pytest.approx(ref.qna_departure_scv(2.4, 1.0, 0.3, 4, 1.4))
+    assert symbolic.latex("mmc") == r"E[W] = \frac{C E[S]}{c \left(1 - \rho\right)}"
