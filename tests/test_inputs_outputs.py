@@ -86,3 +86,49 @@ def test_reports_refuses_what_is_not_a_dataset(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "not a readable netCDF dataset" in proc.stderr
+
+
+# ------------------------------------------------------------------ memory, before work
+def test_a_run_larger_than_memory_is_refused_before_work(monkeypatch):
+    """The estimate (bytes a request measured with ru_maxrss, in simulation.runner) is
+    compared with the memory available before anything is generated; a run past 80 % of
+    it is refused with the field, the request count, both sizes and the way out."""
+    from dataclasses import replace
+
+    import simulation
+    import simulation.runner as runner
+    import spec
+
+    cfg = spec.default_config()
+    rate = cfg.workload.arrival_rate_per_s
+    big = replace(cfg, sim_seconds=4e8 / rate)  # 4 x 10^8 requests a replication
+    est = runner.memory_estimate_bytes(big, 2, keep_requests=True, engine="fast")
+    assert est == pytest.approx(4e8 * (65 + 105 * 2 * cfg.replications))
+    streamed = runner.memory_estimate_bytes(big, 2, keep_requests=False, engine="fast")
+    assert streamed == pytest.approx(4e8 * (48 + 32 * 2))
+    monkeypatch.setattr(runner, "available_memory_bytes", lambda: 16 * 2**30)
+    calls = []
+    monkeypatch.setattr(runner, "generate_requests", lambda *a, **k: calls.append(a))
+    with pytest.raises(ValueError) as err:
+        simulation.compare(big)
+    msg = str(err.value)
+    assert msg == (f"sim_seconds = {big.sim_seconds:g}: about 400,000,000 requests a "
+                   f"replication need about {est / 2**30:,.1f} GiB, more than 80% of the "
+                   "16.0 GiB available; shorten sim_seconds, or stream it (engine fast "
+                   "without keep_requests: 112 bytes a request)")
+    assert not calls  # refused before any request was drawn
+    with pytest.raises(ValueError, match="shorten sim_seconds or lower the rate"):
+        simulation.compare(big, keep_requests=False)  # 42 GiB streamed: still too much
+    # 80 % of the memory is allowed, a byte more is not
+    fits = replace(cfg, sim_seconds=0.8 * 16 * 2**30 / (48 + 32 * 2) / rate * (1 - 1e-9))
+    runner.check_memory(fits, 2, keep_requests=False, engine="fast")
+    over = replace(cfg, sim_seconds=0.8 * 16 * 2**30 / (48 + 32 * 2) / rate * (1 + 1e-9))
+    with pytest.raises(ValueError):
+        runner.check_memory(over, 2, keep_requests=False, engine="fast")
+
+
+def test_available_memory_is_read_from_the_system():
+    import simulation.runner as runner
+
+    have = runner.available_memory_bytes()
+    assert 2**26 < have < 2**50  # between 64 MiB and 1 PiB
