@@ -162,14 +162,14 @@ class SimulationResult:
         return ds
 
 
-#: Peak bytes a simulated request costs, measured with ``ru_maxrss`` on 4 million
-#: requests (default workload, numpy 2.4): the streamed compiled path keeps TTFT, waits
-#: and E2E for quantiles (``48 + 32`` a cluster); a run that builds records holds them
-#: (``65 + 105`` a cluster, and ``keep_requests`` keeps them for every replication); the
-#: batched engines hold per-request arrays (about 250 a cluster; 300 assumed).
-BYTES_STREAMED = (48.0, 32.0)
-BYTES_RECORDS = (65.0, 105.0)
-BYTES_BATCHED = (0.0, 300.0)
+#: Peak bytes a simulated request costs, by the path a run takes, as ``(fixed, per
+#: cluster held)``; measured with ``ru_maxrss`` on 4 million requests (default workload,
+#: numpy 2.4). ``streamed``: the compiled seed engine without ``keep_requests`` keeps only
+#: TTFT, waits and E2E for quantiles; ``records``: a run that builds per-request records
+#: (``keep_requests`` keeps them for every replication); ``batched``: the batched engines'
+#: per-request arrays (about 250 a cluster; 300 assumed).
+BYTES_PER_REQUEST: dict[str, tuple[float, float]] = {
+    "streamed": (48.0, 32.0), "records": (65.0, 105.0), "batched": (0.0, 300.0)}
 #: A run may plan on this share of the memory available when it starts.
 MEMORY_SHARE = 0.8
 
@@ -186,23 +186,30 @@ def available_memory_bytes() -> float:
     return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
+def _expected_requests(config: SimConfig) -> float:
+    """Requests one replication of an open loop draws on average: ``rate x sim_seconds``."""
+    return config.workload.arrival_rate_per_s * config.sim_seconds
+
+
+def _memory_path(config: SimConfig, *, keep_requests: bool, engine: str) -> str:
+    """Which of :data:`BYTES_PER_REQUEST` a run takes."""
+    if config.serving == "batched":
+        return "batched"
+    return "streamed" if engine == "fast" and not keep_requests else "records"
+
+
 def memory_estimate_bytes(config: SimConfig, clusters: int, *, keep_requests: bool,
                           engine: str) -> float:
-    """Peak memory of a run: ``requests x (fixed + per cluster x clusters kept)`` with the
-    byte counts above; ``requests = rate x sim_seconds`` a replication. A closed loop's
-    rate is an output of the run, not known before it: 0 (not estimated)."""
-    w = config.workload
-    if w.arrival.process == "closed":
+    """Peak memory of a run: ``requests x (fixed + per cluster x clusters held)`` with
+    :data:`BYTES_PER_REQUEST`; clusters held times the replications with
+    ``keep_requests``. A closed loop's rate is an output of the run, not known before
+    it: 0 (not estimated)."""
+    if config.workload.arrival.process == "closed":
         return 0.0
-    n = w.arrival_rate_per_s * config.sim_seconds
-    if config.serving == "batched":
-        fixed, per = BYTES_BATCHED
-    elif engine == "fast" and not keep_requests:
-        fixed, per = BYTES_STREAMED
-    else:
-        fixed, per = BYTES_RECORDS
+    fixed, per = BYTES_PER_REQUEST[_memory_path(config, keep_requests=keep_requests,
+                                                engine=engine)]
     held = clusters * (config.replications if keep_requests else 1)
-    return n * (fixed + per * held)
+    return _expected_requests(config) * (fixed + per * held)
 
 
 def check_memory(config: SimConfig, clusters: int, *, keep_requests: bool,
@@ -211,15 +218,16 @@ def check_memory(config: SimConfig, clusters: int, *, keep_requests: bool,
     need = memory_estimate_bytes(config, clusters, keep_requests=keep_requests, engine=engine)
     have = available_memory_bytes()
     if need > MEMORY_SHARE * have:
-        n = config.workload.arrival_rate_per_s * config.sim_seconds
-        hint = ("shorten sim_seconds or lower the rate" if config.serving == "batched"
-                or (engine == "fast" and not keep_requests) else
-                "shorten sim_seconds, or stream it (engine fast without keep_requests: "
-                f"{BYTES_STREAMED[0] + BYTES_STREAMED[1] * clusters:.0f} bytes a request)")
+        if _memory_path(config, keep_requests=keep_requests, engine=engine) == "records":
+            fixed, per = BYTES_PER_REQUEST["streamed"]
+            hint = ("shorten sim_seconds, or stream it (engine fast without keep_requests: "
+                    f"{fixed + per * clusters:.0f} bytes a request)")
+        else:
+            hint = "shorten sim_seconds or lower the rate"
         raise ValueError(
-            f"sim_seconds = {config.sim_seconds:g}: about {n:,.0f} requests a replication "
-            f"need about {need / 2**30:,.1f} GiB, more than {MEMORY_SHARE:.0%} of the "
-            f"{have / 2**30:,.1f} GiB available; {hint}")
+            f"sim_seconds = {config.sim_seconds:g}: about {_expected_requests(config):,.0f} "
+            f"requests a replication need about {need / 2**30:,.1f} GiB, more than "
+            f"{MEMORY_SHARE:.0%} of the {have / 2**30:,.1f} GiB available; {hint}")
 
 
 def _auto_progress(expected_requests: float) -> bool:
@@ -270,12 +278,12 @@ def _run_replicated(config: SimConfig, clusters: Sequence[Cluster], *, keep_requ
     w = config.workload
     load_inputs = (w.prompt_tokens.mean_tokens(), w.output_tokens.mean_tokens())
     if progress is None:
-        progress = _auto_progress(w.arrival_rate_per_s * config.sim_seconds)
+        progress = _auto_progress(_expected_requests(config))
     results = [SimulationResult(c, [], [], engine=engine, seed=config.random_seed)
                for c in clusters]
     loads = [offered_load(r.cluster, w.arrival_rate_per_s, *load_inputs) for r in results]
     if engine == "fast":  # passes through the recursion: one per pool, all replications
-        prepare(w.arrival_rate_per_s * config.sim_seconds * config.replications
+        prepare(_expected_requests(config) * config.replications
                 * sum(len(load) for load in loads))
     for ss in spawn_seeds(config.random_seed, config.replications):
         if engine == "fast" and not keep_requests:  # bounded memory, same numbers
