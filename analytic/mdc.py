@@ -50,10 +50,15 @@ def _kmax(m: float) -> int:
     return int(m + 12.0 * np.sqrt(m) + 40.0)  # Poisson mass beyond: < 1e-17
 
 
+def point_name(servers: float, rho: float) -> str:
+    """How warnings and errors name one M/D/c point: ``M/D/4 at rho = 0.999999``."""
+    return f"M/D/{int(servers)} at rho = {rho:.9g}"
+
+
 def _check_size(m: float, c: int, n: int) -> None:
     entries = n * (_kmax(m) + 1)
     if entries > MAX_CHAIN_ENTRIES:
-        point = f"M/D/{c} at rho = {m / c:.9g}"
+        point = point_name(c, m / c)
         raise MDcTooLarge(
             f"exact {point}: its chain needs {n:,} states x {_kmax(m) + 1} transitions "
             f"({entries * 8 / 2**30:.2g} GiB an array); bounded at {MAX_CHAIN_ENTRIES:,} "
@@ -229,7 +234,7 @@ def too_large_points(arrival_rate, service_time, servers, values) -> list[str]:
     lam, d, c, v = np.broadcast_arrays(np.asarray(arrival_rate, float),
                                        np.asarray(service_time, float),
                                        np.asarray(servers, float), np.asarray(values, float))
-    return [f"M/D/{int(ci)} at rho = {li * di / ci:.9g}" for li, di, ci, vi in
+    return [point_name(ci, li * di / ci) for li, di, ci, vi in
             zip(lam.ravel(), d.ravel(), c.ravel(), v.ravel(), strict=True) if np.isnan(vi)]
 
 

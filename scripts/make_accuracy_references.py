@@ -23,13 +23,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import spec  # noqa: E402
-from simulation import generate_requests, run_requests  # noqa: E402
+from simulation import confidence_interval, generate_requests, run_requests  # noqa: E402
+from tests.reference import pmf_moments  # noqa: E402
 
 OUT = ROOT / "tests" / "data" / "accuracy_reference.json"
 SEED = 20261124
@@ -43,22 +43,15 @@ DECODE_TOKENS_PER_S = 1e9  # the one output token takes 1 ns
 SIM_SECONDS = 160_000.0  # per replication, in units of E[S]: 160,000 c requests
 
 
-def _moments(dist: spec.TokenDist) -> tuple[float, float]:
-    v, p = dist.pmf()
-    mean = float(np.sum(v * p))
-    return mean, float(np.sum((v - mean) ** 2 * p))
-
-
-def _ci(x: list[float]) -> tuple[float, float]:
-    a = np.asarray(x)
-    half = stats.t.ppf(0.975, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size)
-    return float(a.mean()), float(half)
+def _mean_and_half_width(values: list[float]) -> tuple[float, float]:
+    lo, hi = confidence_interval(np.asarray(values), 0.95)
+    return (lo + hi) / 2.0, (hi - lo) / 2.0
 
 
 def point(c: int, sigma: float, rho: float, seed: np.random.SeedSequence) -> dict:
     mu = math.log(MEAN_PROMPT) - sigma**2 / 2
     prompt = spec.TokenDist.lognormal(mu, sigma)
-    mean_p, var_p = _moments(prompt)
+    mean_p, var_p = pmf_moments(prompt)
     es = mean_p / PREFILL_TOKENS_PER_S + 1 / DECODE_TOKENS_PER_S
     cs2 = var_p / PREFILL_TOKENS_PER_S**2 / es**2
     rate = rho * c / es
@@ -77,7 +70,7 @@ def point(c: int, sigma: float, rho: float, seed: np.random.SeedSequence) -> dic
     out = {"servers": c, "sigma": sigma, "rho": rate * es / c, "arrival_rate_per_s": rate,
            "service_mean_s": es, "service_scv": cs2}
     for name, values in sims.items():
-        out[name], out[f"{name}_ci95"] = _ci(values)
+        out[name], out[f"{name}_ci95"] = _mean_and_half_width(values)
     return out
 
 

@@ -148,26 +148,29 @@ def mdc_queue_law(rate: float, service: float, servers: int, states: int = 400) 
     pi = np.zeros(states)
     pi[0] = 1.0
     for _ in range(20_000):
-        left = np.zeros(states)
+        left = np.zeros(states)  # max(Q - c, 0)
         left[0] = pi[: servers + 1].sum()
         left[1: states - servers] = pi[servers + 1:]
         new = np.convolve(left, arrivals)[:states]
         new /= new.sum()
         if np.abs(new - pi).max() < 1e-15:
-            break
+            return new
         pi = new
-    return new
+    raise AssertionError(f"M/D/{servers} chain not converged in 20,000 steps")
 
 
 def mdc_delay_probability(rate: float, service: float, servers: int) -> float:
     """``P(W > 0)`` of M/D/c (Franx 2001 at ``t = 0``): an arrival waits unless
-    ``(Q - c)^+ + Poisson(lam D) <= c - 1`` for ``Q`` the chain's law."""
-    pi = mdc_queue_law(rate, service, servers)
-    left = np.zeros(pi.size)
-    left[0] = pi[: servers + 1].sum()
-    left[1: pi.size - servers] = pi[servers + 1:]
-    n = np.convolve(left, stats.poisson.pmf(np.arange(pi.size), rate * service))[: pi.size]
-    return float(1.0 - n[:servers].sum())
+    ``(Q - c)^+ + Poisson(lam D) <= c - 1``; that sum is the chain's next state, so at
+    stationarity its law is the chain's own: ``1 - P(Q <= c - 1)``."""
+    return float(1.0 - mdc_queue_law(rate, service, servers)[:servers].sum())
+
+
+def pmf_moments(dist) -> tuple[float, float]:
+    """Mean and variance of a token law from its pmf (spec's, not analytic's)."""
+    v, p = dist.pmf()
+    mean = float(np.sum(v * p))
+    return mean, float(np.sum((v - mean) ** 2 * p))
 
 
 def mdc_mean_wait(rate: float, service: float, servers: int) -> float:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-import numpy as np
 import pytest
 
 import analytic
 import spec
+from tests import reference as ref
 
 WL = spec.Workload(9.0, spec.TokenDist.lognormal(math.log(700), 0.7),
                    spec.TokenDist.lognormal(math.log(120), 0.5))
@@ -22,11 +22,7 @@ DIS = spec.DisaggregatedCluster(2, 2, 8000.0, 2000.0, 1e-5)
 
 def _means(wl: spec.Workload) -> tuple[float, float]:
     """Mean prompt and output tokens from the pmf (spec's, not analytic's)."""
-    out = []
-    for dist in (wl.prompt_tokens, wl.output_tokens):
-        v, p = dist.pmf()
-        out.append(float(np.sum(v * p)))
-    return out[0], out[1]
+    return ref.pmf_moments(wl.prompt_tokens)[0], ref.pmf_moments(wl.output_tokens)[0]
 
 
 def _meets(wl, cluster, slo) -> bool:

@@ -154,13 +154,6 @@ def test_refusals_name_the_field_and_its_range(call, message):
 
 
 # ------------------------------------------------------------------ composition into TTFT
-def _moments(dist: spec.TokenDist) -> tuple[float, float]:
-    """Mean and variance of a token law from its pmf (spec's, not analytic's)."""
-    v, p = dist.pmf()
-    mean = float(np.sum(v * p))
-    return mean, float(np.sum((v - mean) ** 2 * p))
-
-
 WL = spec.Workload(3.0, spec.TokenDist.lognormal(math.log(600), 0.8),
                    spec.TokenDist.lognormal(math.log(150), 0.6))
 
@@ -170,7 +163,7 @@ def test_monolithic_estimate_is_one_mgc_station(method):
     cl = spec.MonolithicCluster(3, 9000.0, 1500.0)
     rate = np.array([1.0, 4.0, 7.0])
     est = analytic.estimate(WL, cl, method=method, arrival_rate_per_s=rate)
-    (ep, vp), (eo, vo) = _moments(WL.prompt_tokens), _moments(WL.output_tokens)
+    (ep, vp), (eo, vo) = ref.pmf_moments(WL.prompt_tokens), ref.pmf_moments(WL.output_tokens)
     es = ep / 9000.0 + eo / 1500.0
     cs2 = (vp / 9000.0**2 + vo / 1500.0**2) / es**2
     for i, lam in enumerate(rate):
@@ -190,7 +183,7 @@ def test_monolithic_estimate_is_one_mgc_station(method):
 def test_disaggregated_estimate_is_two_stations_linked_by_qna(method):
     cl = spec.DisaggregatedCluster(2, 3, 9000.0, 1500.0, 3e-5)
     est = analytic.estimate(WL, cl, method=method)
-    (ep, vp), (eo, vo) = _moments(WL.prompt_tokens), _moments(WL.output_tokens)
+    (ep, vp), (eo, vo) = ref.pmf_moments(WL.prompt_tokens), ref.pmf_moments(WL.output_tokens)
     es1, es2 = ep / 9000.0, eo / 1500.0
     cs1, cs2 = vp / ep**2, vo / eo**2
     w1 = ref.two_moment_mean_wait(method, 3.0, es1, cs1, 2)
