@@ -60,19 +60,31 @@ def test_min_gpus_is_the_scan(slo):
         assert total == math.floor(9.0 * ep / 8000.0) + 1 + math.floor(9.0 * eo / 2000.0) + 1
 
 
-def test_min_gpus_budget_met_exactly_and_one_short():
-    slo = {"p99_ttft_s": 0.6}
-    need = _scan_mono(WL, slo)
-    ep, eo = _means(WL)
-    low = math.floor(9.0 * (ep / 8000.0 + eo / 2000.0)) + 1
+@pytest.mark.parametrize(("rate", "bound"), [(9.0, 0.6), (20.0, 0.5)],
+                         ids=["3 needed, 2 stable", "6 needed, 4 stable"])
+def test_min_gpus_budget_met_exactly_and_one_short(rate, bound):
+    """Every budget from the answer up returns the answer; every budget below it is
+    refused, including those between two doublings of the search (a search that
+    overshoots the budget would return more GPUs than allowed)."""
+    wl, slo = WL.with_rate(rate), {"p99_ttft_s": bound}
+    need = _scan_mono(wl, slo)
+    ep, eo = _means(wl)
+    low = math.floor(rate * (ep / 8000.0 + eo / 2000.0)) + 1
     assert low < need < 2 * low  # a budget between two doublings of the search
     for budget in (need, 2 * low, 1000):
-        assert analytic.min_gpus(WL, MONO, slo, max_gpus=budget).num_gpus == need, budget
-    for budget in (need - 1, 1):
+        assert analytic.min_gpus(wl, MONO, slo, max_gpus=budget).num_gpus == need, budget
+    for budget in range(1, need):
         with pytest.raises(ValueError) as err:
-            analytic.min_gpus(WL, MONO, slo, max_gpus=budget)
-        assert str(err.value) == (f"slo {{'p99_ttft_s': 0.6}}: not met with up to "
-                                  f"max_gpus = {budget}")
+            analytic.min_gpus(wl, MONO, slo, max_gpus=budget)
+        assert str(err.value) == (f"slo {slo}: not met with up to max_gpus = {budget}")
+
+
+def test_min_gpus_budget_below_the_stability_bound_is_refused():
+    """A loose SLO met by the fewest stable GPUs: a smaller budget is still refused."""
+    slo = {"mean_ttft_s": 60.0}
+    low = analytic.min_gpus(WL, MONO, slo).num_gpus
+    with pytest.raises(ValueError, match=f"not met with up to max_gpus = {low - 1}$"):
+        analytic.min_gpus(WL, MONO, slo, max_gpus=low - 1)
 
 
 def test_an_slo_an_idle_cluster_misses_is_refused_or_zero():
