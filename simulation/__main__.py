@@ -55,20 +55,23 @@ def main(cfg: DictConfig) -> None:
                    for c in config.clusters()]
         cmp = Comparison(*results) if config.mode == "both" else None
         res = results[0]
-    elif config.mode == "both":
-        cmp = compare(config, engine=cfg.engine, progress=cfg.progress)
-    else:
-        cmp, res = None, simulate(config, engine=cfg.engine, progress=cfg.progress)
+    else:  # per-request records only for dump_ttft: otherwise the bounded-memory path
+        keep = bool(cfg.dump_ttft)
+        if config.mode == "both":
+            cmp = compare(config, keep_requests=keep, engine=cfg.engine, progress=cfg.progress)
+        else:
+            cmp, res = None, simulate(config, keep_requests=keep, engine=cfg.engine,
+                                      progress=cfg.progress)
     if cmp is not None:
         out = {"mode": "both", "engine": cmp.mono.engine, "config": config_to_mapping(config),
                "mono": cmp.mono.stats, "disagg": cmp.disagg.stats,
                "relative_difference": cmp.relative_difference()}
-        dump = {"mono": _ttft_list(cmp.mono), "disagg": _ttft_list(cmp.disagg)}
     else:
         out = {"mode": config.mode, "engine": res.engine, "config": config_to_mapping(config),
                "stats": res.stats}
-        dump = _ttft_list(res)
     if cfg.dump_ttft:
+        dump = {"mono": _ttft_list(cmp.mono), "disagg": _ttft_list(cmp.disagg)} \
+            if cmp is not None else _ttft_list(res)
         atomic_write_text(cfg.dump_ttft, json.dumps(dump))
     columns = {"mono": out["mono"], "disagg": out["disagg"]} if "stats" not in out \
         else {config.mode: out["stats"]}

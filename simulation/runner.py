@@ -220,7 +220,8 @@ def check_memory(config: SimConfig, clusters: int, *, keep_requests: bool,
     if need > MEMORY_SHARE * have:
         if _memory_path(config, keep_requests=keep_requests, engine=engine) == "records":
             fixed, per = BYTES_PER_REQUEST["streamed"]
-            hint = ("shorten sim_seconds, or stream it (engine fast without keep_requests: "
+            hint = ("shorten sim_seconds, or stream it (engine fast, no per-request records: "
+                    "no dump_ttft, or keep_requests=False in Python; "
                     f"{fixed + per * clusters:.0f} bytes a request)")
         else:
             hint = "shorten sim_seconds or lower the rate"

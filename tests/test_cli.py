@@ -240,3 +240,20 @@ def test_validate_refuses_the_batched_model_before_any_work(tmp_path):
     assert proc.returncode == 2
     assert "python -m validate compares the fifo model's closed forms so far" in proc.stderr
     assert not (tmp_path / "run" / "result.nc").exists()
+
+
+def test_records_only_for_dump_ttft_and_the_numbers_agree(tmp_path):
+    """Without dump_ttft the run streams (bounded memory, no per-request records); with
+    it the records are kept and dumped per architecture. The statistics agree either way
+    (to the last bits of a sum's order)."""
+    dump = tmp_path / "ttft.json"
+    kept = run(*FAST, "mode=both", "replications=2", f"dump_ttft={dump}")
+    streamed = run(*FAST, "mode=both", "replications=2")
+    assert kept.returncode == 0 and streamed.returncode == 0, kept.stderr + streamed.stderr
+    a, b = json.loads(kept.stdout), json.loads(streamed.stdout)
+    samples = json.loads(dump.read_text())
+    for arch in ("mono", "disagg"):
+        assert len(samples[arch]) == 2 * a[arch]["n_measured"]  # two replications
+        for k, v in a[arch].items():
+            if isinstance(v, float):
+                assert b[arch][k] == pytest.approx(v, rel=1e-12, nan_ok=True), (arch, k)

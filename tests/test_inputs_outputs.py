@@ -114,8 +114,9 @@ def test_a_run_larger_than_memory_is_refused_before_work(monkeypatch):
     msg = str(err.value)
     assert msg == (f"sim_seconds = {big.sim_seconds:g}: about 400,000,000 requests a "
                    f"replication need about {est / 2**30:,.1f} GiB, more than 80% of the "
-                   "16.0 GiB available; shorten sim_seconds, or stream it (engine fast "
-                   "without keep_requests: 112 bytes a request)")
+                   "16.0 GiB available; shorten sim_seconds, or stream it (engine fast, no "
+                   "per-request records: no dump_ttft, or keep_requests=False in Python; 112 "
+                   "bytes a request)")
     assert not calls  # refused before any request was drawn
     with pytest.raises(ValueError, match="shorten sim_seconds or lower the rate"):
         simulation.compare(big, keep_requests=False)  # 42 GiB streamed: still too much
