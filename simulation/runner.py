@@ -164,10 +164,11 @@ class SimulationResult:
 
 #: Peak bytes a simulated request costs, by the path a run takes, as ``(fixed, per
 #: cluster held)``; measured with ``ru_maxrss`` on 4 million requests (default workload,
-#: numpy 2.4). ``streamed``: the compiled seed engine without ``keep_requests`` keeps only
-#: TTFT, waits and E2E for quantiles; ``records``: a run that builds per-request records
-#: (``keep_requests`` keeps them for every replication); ``batched``: the batched engines'
-#: per-request arrays (about 250 a cluster; 300 assumed).
+#: numpy 2.4; a test re-measures them with tracemalloc). ``streamed``: the compiled seed
+#: engine without ``keep_requests`` keeps only TTFT, waits and E2E for quantiles;
+#: ``records``: a run that builds per-request records (``keep_requests`` keeps them for
+#: every replication); ``batched``: the batched engines' per-request arrays (about 250 a
+#: cluster; 300 assumed).
 BYTES_PER_REQUEST: dict[str, tuple[float, float]] = {
     "streamed": (48.0, 32.0), "records": (65.0, 105.0), "batched": (0.0, 300.0)}
 #: A run may plan on this share of the memory available when it starts.
