@@ -39,7 +39,8 @@ def main(cfg: DictConfig) -> None:
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ExactFallbackWarning)
-            results = {c.mode: estimate(config.workload, c, cfg.method).summary(
+            shape = {k: cfg[k] for k in ("wait_law", "linking") if cfg[k] is not None}
+            results = {c.mode: estimate(config.workload, c, cfg.method, **shape).summary(
                 config.quantiles) for c in config.clusters()}
         notes = list(dict.fromkeys(str(w.message) for w in caught
                                    if issubclass(w.category, ExactFallbackWarning)))

@@ -25,6 +25,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from scipy import special
 from scipy.optimize import elementwise
 
 from spec import DisaggregatedCluster, MonolithicCluster, TokenDist, Workload
@@ -38,6 +39,19 @@ _EDGES = np.unique(np.concatenate([
     1.0 - np.geomspace(0.01, 1e-9, 37),
     [1.0],
 ]))
+
+
+#: Laws of a positive wait (see :func:`estimate`).
+WAIT_LAWS: tuple[str, ...] = ("gamma", "exponential")
+DEFAULT_WAIT_LAW = "gamma"
+#: Arrival variability of the decode pool (see :func:`estimate`).
+LINKINGS: tuple[str, ...] = ("timescale", "qna", "poisson")
+DEFAULT_LINKING = "timescale"
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} = {value!r}: must be one of {', '.join(allowed)}")
 
 
 def quantile_key(q: float) -> str:
@@ -92,23 +106,51 @@ def _token_quantile(dist: TokenDist, q: float) -> float:
     return float(values[min(int(np.searchsorted(cdf, q)), len(cdf) - 1)])
 
 
-def _wait_sf(y: np.ndarray, a: np.ndarray, th1: np.ndarray, b: np.ndarray,
-             th2: np.ndarray) -> np.ndarray:
-    r"""``P(W1 + W2 > y)`` for ``y >= 0``, ``Wi = (1 - pi) delta_0 + pi Exp(theta_i)``.
+def _gamma_sf(y: np.ndarray, mean: np.ndarray, scv: np.ndarray) -> np.ndarray:
+    """``P(G > y)`` for a gamma law of the given mean and squared coefficient of variation
+    (the exponential when ``scv = 1``)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return special.gammaincc(1.0 / scv, y / (mean * scv))
 
-    .. math:: a(1-b)e^{-\theta_1 y} + (1-a)b\,e^{-\theta_2 y} + ab\,H(y),\quad
-              H(y) = \frac{\theta_2 e^{-\theta_1 y} - \theta_1 e^{-\theta_2 y}}
-                          {\theta_2 - \theta_1}
 
-    (hypoexponential), with :math:`H(y) = (1 + \theta y) e^{-\theta y}` when the rates
-    coincide.
+def _gamma_isf(p: np.ndarray, mean: np.ndarray, scv: np.ndarray) -> np.ndarray:
+    """The ``y`` with ``P(G > y) = p`` (inverse of :func:`_gamma_sf`)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return special.gammainccinv(1.0 / scv, p) * mean * scv
+
+
+def _sum_law(m1, s1, m2, s2):
+    """Mean and SCV of ``G1 + G2`` for independent ``G1``, ``G2`` (the gamma fitted to a
+    sum of two conditional waits has these two moments)."""
+    m = m1 + m2
+    return m, (s1 * m1**2 + s2 * m2**2) / m**2
+
+
+def _wait_sf(y: np.ndarray, a: np.ndarray, m1: np.ndarray, s1: np.ndarray, b: np.ndarray,
+             m2: np.ndarray, s2: np.ndarray, exact_sum: bool = False) -> np.ndarray:
+    r"""``P(W1 + W2 > y)`` for ``y >= 0``, ``Wi = (1 - p_i) delta_0 + p_i G_i``.
+
+    ``G_i`` is a gamma law with mean ``m_i`` and squared coefficient of variation
+    ``s_i`` (exponential when ``s_i = 1``); ``a = p_1``, ``b = p_2``:
+
+    .. math:: a(1-b)\bar G_1(y) + (1-a)b\,\bar G_2(y) + ab\,\bar G_{12}(y)
+
+    where ``G_12``, the law of ``G_1 + G_2``, is the gamma with the sum's mean and
+    variance (moment-matched). With ``exact_sum`` (both laws exponential) ``G_12`` is the
+    exact hypoexponential law instead,
+    :math:`(\theta_2 e^{-\theta_1 y} - \theta_1 e^{-\theta_2 y})/(\theta_2 - \theta_1)`,
+    :math:`(1 + \theta y) e^{-\theta y}` when the rates ``theta_i = 1/m_i`` coincide.
     """
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        e1 = np.exp(-th1 * y)
-        e2 = np.exp(-th2 * y)
-        close = np.abs(th1 - th2) <= 1e-7 * np.maximum(th1, th2)
-        h = np.where(close, (1.0 + th1 * y) * e1, (th2 * e1 - th1 * e2) / (th2 - th1))
-        return a * (1 - b) * e1 + (1 - a) * b * e2 + np.where(a * b > 0, a * b * h, 0.0)
+    g1 = _gamma_sf(y, m1, s1)
+    g2 = _gamma_sf(y, m2, s2)
+    if exact_sum:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            th1, th2 = 1.0 / m1, 1.0 / m2
+            close = np.abs(th1 - th2) <= 1e-7 * np.maximum(th1, th2)
+            g12 = np.where(close, (1.0 + th1 * y) * g1, (th2 * g1 - th1 * g2) / (th2 - th1))
+    else:
+        g12 = _gamma_sf(y, *_sum_law(m1, s1, m2, s2))
+    return a * (1 - b) * g1 + (1 - a) * b * g2 + np.where(a * b > 0, a * b * g12, 0.0)
 
 
 @dataclass
@@ -121,6 +163,8 @@ class TTFTEstimate:
 
     mode: str
     method: str
+    wait_law: str
+    linking: str
     mean_ttft_s: np.ndarray
     mean_wait_s: dict[str, np.ndarray]
     delay_probability: dict[str, np.ndarray]
@@ -165,6 +209,7 @@ class TTFTEstimate:
     def summary(self, quantiles=(0.5, 0.9, 0.99)) -> dict[str, Any]:
         """The headline numbers as a flat dict (scalars for a one-point estimate)."""
         out: dict[str, Any] = {"mode": self.mode, "method": self.method,
+                               "wait_law": self.wait_law, "linking": self.linking,
                                "mean_ttft_s": _out(self.mean_ttft_s)}
         for q in quantiles:
             out[quantile_key(q)] = _out(self._quantile_one(q))
@@ -202,7 +247,8 @@ class TTFTEstimate:
                                               f"{pool} utilisation")
         data["stable"] = var(self.stable, "1", "offered load < 1 in every pool")
         return xr.Dataset(data, coords=self.coords or {},
-                          attrs={"mode": self.mode, "method": self.method})
+                          attrs={"mode": self.mode, "method": self.method,
+                                 "wait_law": self.wait_law, "linking": self.linking})
 
 
 def _out(x):
@@ -211,8 +257,9 @@ def _out(x):
 
 
 def _solve_quantile(q: float, *, nodes: np.ndarray, weights: np.ndarray, x_cdf,
-                    a: np.ndarray, th1: np.ndarray, b: np.ndarray, th2: np.ndarray,
-                    stable: np.ndarray, exact: Any, x_quantile) -> np.ndarray:
+                    a: np.ndarray, m1: np.ndarray, s1: np.ndarray, b: np.ndarray,
+                    m2: np.ndarray, s2: np.ndarray, exact_sum: bool, stable: np.ndarray,
+                    exact: Any, x_quantile) -> np.ndarray:
     """Solve ``F(t) = q`` for ``TTFT = X + W1 + W2`` at every point (scipy's ``find_root``).
 
     ``F(t) = (1-a)(1-b) F_X(t) + sum_i w_i [1{x_i <= t} - (1-a)(1-b) 1{x_i <= t}
@@ -224,38 +271,45 @@ def _solve_quantile(q: float, *, nodes: np.ndarray, weights: np.ndarray, x_cdf,
         if not np.any(np.isnan(res)):
             return res
         # chains past the work bound (named by _exact_mdc's warning): the general solver
-        general = _solve_quantile(q, nodes=nodes, weights=weights, x_cdf=x_cdf, a=a, th1=th1,
-                                  b=b, th2=th2, stable=stable, exact=None,
-                                  x_quantile=x_quantile)
+        general = _solve_quantile(q, nodes=nodes, weights=weights, x_cdf=x_cdf, a=a, m1=m1,
+                                  s1=s1, b=b, m2=m2, s2=s2, exact_sum=exact_sum,
+                                  stable=stable, exact=None, x_quantile=x_quantile)
         return np.where(np.isnan(res), general, res)
     shape = a.shape
-    a_, th1_, b_, th2_, st_ = (np.ravel(v) for v in (a, th1, b, th2, stable))
-    res = np.full(a_.shape, np.inf)
+    law = [np.ravel(np.broadcast_to(v, shape)) for v in (a, m1, s1, b, m2, s2)]
+    st_ = np.ravel(np.broadcast_to(stable, shape))
+    res = np.full(st_.shape, np.inf)
     ok = st_.astype(bool)
     if not np.any(ok):
         return res.reshape(shape)
-    a_, th1_, b_, th2_ = a_[ok], th1_[ok], b_[ok], th2_[ok]
+    args = tuple(v[ok] for v in law)
 
-    def excess(t: np.ndarray, a, th1, b, th2) -> np.ndarray:
+    def excess(t: np.ndarray, a, m1, s1, b, m2, s2) -> np.ndarray:
         """``F(t) - q``; ``find_root`` passes only the points still being solved."""
         zero = (1 - a) * (1 - b)
         y = t[:, None] - nodes[None, :]
         pos = y >= 0
-        sf = _wait_sf(np.where(pos, y, 0.0), a[:, None], th1[:, None], b[:, None],
-                      th2[:, None])
+        sf = _wait_sf(np.where(pos, y, 0.0), *(v[:, None] for v in (a, m1, s1, b, m2, s2)),
+                      exact_sum=exact_sum)
         # P(W > 0, X + W <= t) from the nodes; P(W = 0, X <= t) exactly
         smooth = ((1 - zero)[:, None] - sf) * pos
         return zero * x_cdf(t) + smooth @ weights - q
 
-    # bracket: X >= 0 and W >= 0 give t >= x_q; a union bound gives the upper end:
-    # P(X > x_{1-2e}) + P(W1 > w1) + P(W2 > w2) <= 4e = 1 - q with a e^{-th1 w1} = e
-    args = (a_, th1_, b_, th2_)
+    # bracket: X >= 0 and W >= 0 give t >= x_q. Above: each of the (at most three)
+    # waiting components is past y with probability <= e, so P(W > y) <= e, and
+    # P(X + W > x_{1-e} + y) <= 2e = 1 - q
+    a_, m1_, s1_, b_, m2_, s2_ = args
     lo = np.full(a_.shape, x_quantile(q))
-    tail = (1.0 - q) / 4.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w1 = np.where(a_ > tail, np.log(a_ / tail) / th1_, 0.0)
-        w2 = np.where(b_ > tail, np.log(b_ / tail) / th2_, 0.0)
-    hi = np.maximum(x_quantile(1.0 - 2.0 * tail) + w1 + w2, lo)
+    tail = (1.0 - q) / 2.0
+    ends = [np.where(a_ > 0, _gamma_isf(tail, m1_, s1_), 0.0),
+            np.where(b_ > 0, _gamma_isf(tail, m2_, s2_), 0.0)]
+    if not exact_sum:
+        ends.append(np.where(a_ * b_ > 0, _gamma_isf(tail, *_sum_law(m1_, s1_, m2_, s2_)),
+                             0.0))
+    else:  # P(G1 + G2 > y1 + y2) <= P(G1 > y1) + P(G2 > y2)
+        ends.append(np.where(a_ * b_ > 0, _gamma_isf(tail / 2, m1_, s1_)
+                             + _gamma_isf(tail / 2, m2_, s2_), 0.0))
+    hi = np.maximum(x_quantile(1.0 - tail) + np.maximum.reduce(ends), lo)
     at_lo = excess(lo, *args) >= 0  # the atom of W at 0 already reaches q
     res_ok = lo.copy()
     solve = np.flatnonzero(~at_lo)
@@ -264,7 +318,7 @@ def _solve_quantile(q: float, *, nodes: np.ndarray, weights: np.ndarray, x_cdf,
         found = elementwise.find_root(
             excess, (lo[solve], hi[solve]), args=tuple(v[solve] for v in args),
             tolerances={"xatol": 1e-6, "xrtol": 1e-9})
-        if not np.all(found.status == 0):  # the union bound makes this unreachable
+        if not np.all(found.status == 0):  # the bound above makes this unreachable
             raise RuntimeError(f"TTFT quantile {q}: root not bracketed or not converged "
                                f"(scipy find_root status {np.unique(found.status)})")
         res_ok[solve] = found.x
@@ -291,7 +345,8 @@ def _as_arrays(values: dict[str, Any]):
 
 def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedCluster,
              method: str = DEFAULT_METHOD, *, arrival_rate_per_s=None, num_gpus=None,
-             prefill_gpus=None, decode_gpus=None) -> TTFTEstimate:
+             prefill_gpus=None, decode_gpus=None, wait_law: str = DEFAULT_WAIT_LAW,
+             linking: str = DEFAULT_LINKING) -> TTFTEstimate:
     """Closed-form TTFT of ``cluster`` under ``workload``.
 
     Parameters
@@ -303,6 +358,13 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
     arrival_rate_per_s, num_gpus, prefill_gpus, decode_gpus : array_like, optional
         Override the workload's rate and the cluster's GPU counts with arrays (numpy or
         xarray) that broadcast together: one call prices a whole grid.
+    wait_law : {"gamma", "exponential"}
+        Law of each wait given that it is positive: a gamma with the method's mean and
+        the squared coefficient of variation of :func:`analytic.conditional_wait_scv`
+        (default), or an exponential with the method's mean (exact for M/M/c only).
+    linking : {"timescale", "qna", "poisson"}
+        Arrival variability of the decode pool: :func:`analytic.linked_arrival_scv`
+        (default), QNA's departure SCV (:func:`analytic.departure_scv`), or 1.
 
     Returns
     -------
@@ -320,6 +382,8 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
     (0.078, True)
     """
     check_method(method)
+    _check_choice("wait_law", wait_law, WAIT_LAWS)
+    _check_choice("linking", linking, LINKINGS)
     mono = isinstance(cluster, MonolithicCluster)
     if not mono and not isinstance(cluster, DisaggregatedCluster):
         raise ValueError(f"cluster = {cluster!r}: must be a MonolithicCluster or "
@@ -354,6 +418,7 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
     def x_quantile(q):
         return x_scale * _token_quantile(p_dist, q) + first
 
+    gamma = wait_law == "gamma"
     exact = None
     if mono:
         c = queues._arr("num_gpus", arrays["c"], low=1.0, whole=True)
@@ -364,8 +429,11 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
         stable = util["gpu"] < 1.0
         mean_ttft = np.where(stable, w + ep * x_scale + first, np.inf)
         waits, probs = {"gpu": w}, {"gpu": pw}
-        a, th1 = pw, _rate(pw, w)
-        b, th2 = np.zeros_like(a), np.ones_like(a)
+        a, m1 = pw, _conditional_mean(pw, w)
+        s1 = queues.conditional_wait_scv(np.minimum(util["gpu"], 1.0),
+                                         _service_skew(p_dist, o_dist, rp, rd), c) \
+            if gamma else np.ones_like(a)
+        b, m2, s2 = np.zeros_like(a), np.ones_like(a), np.ones_like(a)
         ca2_dec = None
         if vp == 0.0 and vo == 0.0:  # M/D/c: the exact waiting-time law
             exact = _exact_mdc(lam, es, c, stable, ep * x_scale + first)
@@ -376,7 +444,13 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
         cs2_1 = vp / ep**2
         cs2_2 = vo / eo**2
         w1, p1 = queues.wait_and_delay(lam, es1, cs2_1, c1, method=method)
-        ca2_dec = np.asarray(queues.departure_scv(lam, es1, cs2_1, c1))
+        if linking == "timescale":
+            ca2_dec = np.asarray(queues.linked_arrival_scv(lam, es1, cs2_1, c1, es2, cs2_2,
+                                                           c2))
+        elif linking == "qna":
+            ca2_dec = np.asarray(queues.departure_scv(lam, es1, cs2_1, c1))
+        else:
+            ca2_dec = np.ones_like(lam)
         ca2_ok = np.where(np.isfinite(ca2_dec), ca2_dec, 1.0)
         w2, p2 = queues.wait_and_delay(lam, es2, cs2_2, c2, method=method,
                                        arrival_scv=ca2_ok)
@@ -385,12 +459,21 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
         mean_ttft = np.where(stable, w1 + ep * x_scale + w2 + first, np.inf)
         waits, probs = {"prefill": w1, "decode": np.where(stable, w2, np.inf)}, \
             {"prefill": p1, "decode": p2}
-        a, th1, b, th2 = p1, _rate(p1, w1), p2, _rate(p2, w2)
+        a, m1, b, m2 = p1, _conditional_mean(p1, w1), p2, _conditional_mean(p2, w2)
+        if gamma:
+            s1 = queues.conditional_wait_scv(np.minimum(util["prefill"], 1.0),
+                                             _service_skew(p_dist, None, 1.0, 1.0), c1)
+            s2 = queues.conditional_wait_scv(np.minimum(util["decode"], 1.0),
+                                             _service_skew(o_dist, None, 1.0, 1.0), c2)
+        else:
+            s1, s2 = np.ones_like(a), np.ones_like(b)
     law = {"nodes": nodes, "weights": p_weights, "x_cdf": x_cdf, "a": np.asarray(a, float),
-           "th1": th1, "b": np.asarray(b, float), "th2": th2,
+           "m1": m1, "s1": np.asarray(s1, float), "b": np.asarray(b, float), "m2": m2,
+           "s2": np.asarray(s2, float), "exact_sum": not gamma,
            "stable": np.asarray(stable), "exact": exact, "x_quantile": x_quantile}
     return TTFTEstimate(
-        mode=cluster.mode, method=method, mean_ttft_s=_out(mean_ttft),
+        mode=cluster.mode, method=method, wait_law=wait_law, linking=linking,
+        mean_ttft_s=_out(mean_ttft),
         mean_wait_s={k: _out(v) for k, v in waits.items()},
         delay_probability={k: _out(v) for k, v in probs.items()},
         utilisation={k: _out(v) for k, v in util.items()}, stable=_out(stable),
@@ -399,11 +482,27 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
         dims=dims, coords=coords, _law=law)
 
 
-def _rate(p: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Rate of the conditional exponential wait, ``theta = P(W > 0) / E[W]``."""
+def _conditional_mean(p: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Mean wait of those who wait, ``E[W] / P(W > 0)`` (1 where nobody waits: unused)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        th = np.where((p > 0) & (w > 0) & np.isfinite(w), p / w, 1.0)
-    return th
+        return np.where((p > 0) & (w > 0) & np.isfinite(w), w / p, 1.0)
+
+
+def _service_skew(first: TokenDist, second: TokenDist | None, r1: float,
+                  r2: float) -> float:
+    r"""``kappa = E[S^3] E[S] / E[S^2]^2`` of ``S = N_1 / r_1 (+ N_2 / r_2)``, from the
+    token laws' exact raw moments (the two counts independent): central moments add,
+    :math:`E[S^2] = \mathrm{Var} + m^2`, :math:`E[S^3] = \mu_3 + 3 m \mathrm{Var} + m^3`.
+    """
+    m = var = mu3 = 0.0
+    for dist, r in ((first, r1), (second, r2)):
+        if dist is None:
+            continue
+        e1, e2, e3 = (dist.raw_moment(k) / r**k for k in (1, 2, 3))
+        v = e2 - e1**2
+        m, var, mu3 = m + e1, var + v, mu3 + e3 - 3 * e1 * e2 + 2 * e1**3
+    s2 = var + m**2
+    return (mu3 + 3 * m * var + m**3) * m / s2**2
 
 
 def _exact_mdc(lam, es, c, stable, offset):

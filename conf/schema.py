@@ -32,7 +32,24 @@ class AppConfig(Settings):
     engine: str = "fast"  # fast (exact FIFO recursion) | simpy (event-driven, general)
     progress: bool | None = None
     method: str = "kimura"
+    wait_law: str | None = None  # python -m analytic: gamma (default) | exponential
+    linking: str | None = None  # python -m analytic: timescale (default) | qna | poisson
     output: str = "auto"  # auto (a table on a terminal, else JSON) | table | json
+
+
+@dataclass
+class GridConf:
+    """``python -m validate +sweep=grid``: the fidelity grid of issue 14 (one job that
+    simulates every point and prices every closed form; :mod:`validate.fidelity`)."""
+
+    total_gpus: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    prefill_share: list[float] = field(
+        default_factory=lambda: [0.125, 0.25, 0.5, 0.75, 0.875])  # splits 1:7 .. 7:1
+    load: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.8, 0.9, 0.95])
+    token_sigma: list[float] = field(default_factory=lambda: [0.3, 0.9, 1.5])
+    replications: int = 10
+    workers: int = 1  # processes simulating points in parallel (same numbers for any value)
+    reference: str | None = None  # a stored simulation of the grid (JSON) to price instead
 
 
 @dataclass
@@ -55,6 +72,7 @@ class ValidationConf:
     measured_gpu: str | None = None  # default: the GPU named by each run's kernel profile
     measured_form: str = "mixed"  # the step-profile form fitted to the kernel bundle
     measured_step_overhead_s: float = 0.0  # engine time a step outside the kernels, if known
+    grid: GridConf | None = None  # +sweep=grid sets it: the fidelity grid instead of a point
 
 
 @dataclass

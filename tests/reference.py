@@ -179,3 +179,50 @@ def mdc_mean_wait(rate: float, service: float, servers: int) -> float:
     pi = mdc_queue_law(rate, service, servers)
     queued = np.maximum(np.arange(pi.size) - servers, 0)
     return float(pi @ queued / rate)
+
+
+def relaxation_time(rate: float, mean_service: float, cs2: float, servers: int,
+                    ca2: float) -> float:
+    """Whitt (1989): ``rho (ca2 + cs2) E[S] / (c (1 - rho)^2)``."""
+    rho = rate * mean_service / servers
+    return rho * (ca2 + cs2) * mean_service / (servers * (1.0 - rho) ** 2)
+
+
+def linked_arrival_scv(rate: float, es1: float, cs1: float, c1: int, es2: float,
+                       cs2: float, c2: int) -> float:
+    """Poisson input to station 1: ``1 + (cd2 - 1) sqrt(tau1 / (tau1 + tau2))``, ``tau2``
+    at arrival SCV ``cd2``."""
+    cd2 = qna_departure_scv(rate, es1, cs1, c1, 1.0)
+    tau1 = relaxation_time(rate, es1, cs1, c1, 1.0)
+    tau2 = relaxation_time(rate, es2, cs2, c2, cd2)
+    return 1.0 + (cd2 - 1.0) * math.sqrt(tau1 / (tau1 + tau2))
+
+
+def conditional_wait_scv(rho: float, kappa: float, servers: int) -> float:
+    """``min(1 + (s1 - 1)/sqrt(c), 1.5)``, ``s1 = 2 rho - 1 + (1 - rho) 4 kappa / 3``."""
+    s1 = 2.0 * rho - 1.0 + (1.0 - rho) * 4.0 * kappa / 3.0
+    return min(1.0 + (s1 - 1.0) / math.sqrt(servers), 1.5)
+
+
+def gamma_wait_quantile(q: float, mean_wait: float, delay_prob: float, scv: float) -> float:
+    """Quantile of ``W`` = 0 with probability ``1 - p``, else gamma of mean ``E[W] / p``
+    and squared coefficient of variation ``scv`` (scipy.stats.gamma)."""
+    from scipy import stats
+
+    if q <= 1.0 - delay_prob:
+        return 0.0
+    m = mean_wait / delay_prob
+    return float(stats.gamma(1.0 / scv, scale=m * scv).isf((1.0 - q) / delay_prob))
+
+
+def skew_of_sum(laws_and_rates) -> float:
+    """``E[S^3] E[S] / E[S^2]^2`` of ``S = sum N_i / r_i`` by direct convolution of the
+    token pmfs (independent counts)."""
+    support, probs = np.array([0.0]), np.array([1.0])
+    for dist, r in laws_and_rates:
+        v, p = dist.pmf()
+        support = (support[:, None] + v[None, :] / r).ravel()
+        probs = (probs[:, None] * p[None, :]).ravel()
+    probs = probs / probs.sum()
+    m1, m2, m3 = (float(np.sum(probs * support**k)) for k in (1, 2, 3))
+    return m3 * m1 / m2**2

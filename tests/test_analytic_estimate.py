@@ -27,12 +27,14 @@ def _brute_quantile(est, q, workload, cluster):
     v, p = v[keep], p[keep]
     kappa = 0.0 if cluster.mode == "mono" else cluster.kv_transfer_s_per_token
     x = v * (1 / cluster.prefill_tokens_per_s + kappa) + 1 / cluster.decode_tokens_per_s
-    a, th1, b, th2 = (float(np.ravel(law[k])[0]) for k in ("a", "th1", "b", "th2"))
+    a, m1, s1, b, m2, s2 = (float(np.ravel(law[k])[0])
+                            for k in ("a", "m1", "s1", "b", "m2", "s2"))
 
     def F(t):
         y = t - x
         pos = y >= 0
-        return float(np.sum(p * pos * (1.0 - _wait_sf(np.where(pos, y, 0.0), a, th1, b, th2))))
+        sf = _wait_sf(np.where(pos, y, 0.0), a, m1, s1, b, m2, s2, law["exact_sum"])
+        return float(np.sum(p * pos * (1.0 - sf)))
 
     lo, hi = 0.0, 200.0
     for _ in range(60):

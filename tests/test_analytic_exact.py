@@ -197,15 +197,16 @@ def test_past_the_bound_kimura_exact_is_kimura_with_a_named_warning():
 def test_ttft_percentiles_are_the_quantiles_of_the_stated_law(rate):
     """A monolithic TTFT is ``W + P / r_p + 1 / r_d`` with the wait ``W`` an atom
     ``1 - p`` at zero plus ``p`` times an exponential of mean ``E[W] / p`` (Tijms; exact
-    for M/M/c), independent of the prompt. Here that law's quantiles are found by direct
-    summation over the exact token pmf and bisection, independently of the estimator's
-    quantised solver: they agree within 0.2 %. A conditional-wait rate of ``1 / E[W]``
-    (instead of ``p / E[W]``) or a quantile at the wrong probability is off by far more."""
+    for M/M/c; ``wait_law="exponential"``), independent of the prompt. Here that law's
+    quantiles are found by direct summation over the exact token pmf and bisection,
+    independently of the estimator's quantised solver: they agree within 0.2 %. A
+    conditional-wait rate of ``1 / E[W]`` (instead of ``p / E[W]``) or a quantile at the
+    wrong probability is off by far more."""
     import spec
 
     cfg = spec.default_config()
     cl = cfg.cluster_mono
-    est = analytic.estimate(cfg.workload.with_rate(rate), cl)
+    est = analytic.estimate(cfg.workload.with_rate(rate), cl, wait_law="exponential")
     p, w = float(est.delay_probability["gpu"]), float(est.mean_wait_s["gpu"])
     k, pk = cfg.workload.prompt_tokens.pmf()
     x = k / cl.prefill_tokens_per_s + 1.0 / cl.decode_tokens_per_s

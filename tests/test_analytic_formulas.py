@@ -182,7 +182,7 @@ def test_monolithic_estimate_is_one_mgc_station(method):
 @pytest.mark.parametrize("method", ["kimura", "whitt93"])
 def test_disaggregated_estimate_is_two_stations_linked_by_qna(method):
     cl = spec.DisaggregatedCluster(2, 3, 9000.0, 1500.0, 3e-5)
-    est = analytic.estimate(WL, cl, method=method)
+    est = analytic.estimate(WL, cl, method=method, linking="qna")
     (ep, vp), (eo, vo) = ref.pmf_moments(WL.prompt_tokens), ref.pmf_moments(WL.output_tokens)
     es1, es2 = ep / 9000.0, eo / 1500.0
     cs1, cs2 = vp / ep**2, vo / eo**2
@@ -222,7 +222,7 @@ def test_fixed_prompt_random_output_uses_the_atom_plus_exponential_law():
     wl = spec.Workload(5.0, spec.TokenDist.fixed(800), spec.TokenDist.lognormal(
         math.log(200), 0.7))
     cl = spec.MonolithicCluster(4, 8000.0, 1000.0)
-    est = analytic.estimate(wl, cl)
+    est = analytic.estimate(wl, cl, wait_law="exponential")
     x = 800 / 8000.0 + 1 / 1000.0
     for q in (0.5, 0.9, 0.99):
         w_q = ref.exponential_wait_quantile(q, est.mean_wait_s["gpu"],
@@ -249,7 +249,8 @@ def test_summary_and_dataset_carry_the_same_numbers_with_units():
 
     grid = analytic.estimate(WL, cl, method="whitt93", arrival_rate_per_s=[2.0, 3.0])
     ds = grid.to_xarray(quantiles=(0.9,))
-    assert ds.attrs == {"mode": "disagg", "method": "whitt93"}
+    assert ds.attrs == {"mode": "disagg", "method": "whitt93", "wait_law": "gamma",
+                        "linking": "timescale"}
     assert set(ds.data_vars) == {
         "mean_ttft_s", "p90_ttft_s", "stable", "mean_wait_prefill_s", "mean_wait_decode_s",
         "delay_probability_prefill", "delay_probability_decode", "utilisation_prefill",

@@ -50,7 +50,23 @@ def test_every_token_mode_composes(group, option, values):
     assert dist.mode == option
 
 
-SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml"))
+SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml") if p.stem != "grid")
+
+
+def test_grid_sweep_is_one_job_over_the_schema_axes():
+    """``+sweep=grid`` is the fidelity grid: one job (not a multirun) whose axes are the
+    schema's defaults, the grid ``validate.fidelity`` builds by default."""
+    from validate.fidelity import GridAxes
+
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(config_name="validate", overrides=["+sweep=grid"],
+                      return_hydra_config=True)
+        assert cfg.hydra.mode is None or cfg.hydra.mode.name != "MULTIRUN"
+        g = cfg.validation.grid
+        axes = GridAxes(**{k: tuple(g[k]) for k in ("total_gpus", "prefill_share", "load",
+                                                    "token_sigma")})
+        assert axes == GridAxes()
+        assert g.replications == 10 and g.workers == 1 and g.reference is None
 
 
 @pytest.mark.parametrize("name", SWEEPS)

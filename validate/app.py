@@ -189,10 +189,48 @@ def run_measured(cfg: DictConfig, out: Path) -> xr.Dataset:
     return ds
 
 
+def run_grid(cfg: DictConfig, out: Path) -> xr.Dataset:
+    """``+sweep=grid``: simulate the fidelity grid (or read a stored simulation of it),
+    price every closed form, write ``dataset.nc``, ``simulation.json`` and ``fidelity.md``
+    and print the conclusion and table (:mod:`validate.fidelity`)."""
+    from . import fidelity
+
+    g = cfg.validation.grid
+    axes = fidelity.GridAxes(**{k: tuple(g[k]) for k in ("total_gpus", "prefill_share",
+                                                         "load", "token_sigma")})
+    for key, low in (("replications", 2), ("workers", 1)):
+        if not (isinstance(g[key], int) and g[key] >= low):
+            raise ValueError(f"validation.grid.{key} = {g[key]!r}: must be a whole number "
+                             f">= {low}")
+    base = to_sim_config(cfg)
+    if g.reference:
+        doc = fidelity.read_reference(g.reference)
+        if doc["axes"] != axes:
+            raise ValueError(f"validation.grid.reference = {g.reference!r}: simulated on "
+                             f"other axes ({doc['axes']}) than validation.grid's ({axes})")
+        if fidelity.grid_model(doc["base_config"]) != fidelity.grid_model(base):
+            raise ValueError(f"validation.grid.reference = {g.reference!r}: simulated with "
+                             "another workload or cluster than this config's")
+    else:
+        doc = fidelity.reference_document(axes, base, seed=base.random_seed,
+                                          replications=g.replications, workers=g.workers)
+    ds = fidelity.price_grid(doc["points"], base)
+    paths = fidelity.write_grid_outputs(ds, doc, out)
+    print(paths["report"].read_text())
+    print(f"dataset, simulation and report: {out}")
+    return ds
+
+
 @exit_on_bad_input
 def main(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
+    if cfg.validation.grid is not None:
+        if _multirun():
+            raise ValueError("validation.grid: the fidelity grid is one job that runs every "
+                             "point; use +sweep=grid without other sweeps")
+        run_grid(cfg, Path(HydraConfig.get().runtime.output_dir))
+        return
     if cfg.validation.measured:
         if _multirun():
             raise ValueError("validation.measured: the replay of measured runs is one job; "

@@ -306,6 +306,20 @@ def generate(app: Sphinx) -> None:
     with xr.set_options(display_width=100):
         (out / "dataset_repr.txt").write_text(repr(ds) + "\n")
     generate_measured(out)
+    generate_fidelity(out)
+
+
+def generate_fidelity(out: Path) -> None:
+    """Every closed form priced on the committed fidelity-grid simulation (about 90 s),
+    for theory.md: conclusion first, then the table (:mod:`validate.fidelity`)."""
+    import spec
+    from validate import fidelity
+
+    doc = fidelity.read_reference(ROOT / "tests" / "data" / "fidelity_reference.json")
+    ds = fidelity.price_grid(doc["points"], spec.config_from_mapping(doc["base_config"]))
+    default = fidelity.default_source(ds)
+    (out / "fidelity.md").write_text(fidelity.conclusion(ds, default) + "\n\n"
+                                     + fidelity.fidelity_table(ds) + "\n")
 
 
 def generate_measured(out: Path) -> None:
