@@ -514,9 +514,9 @@ def conditional_wait_scv(utilisation: ArrayLike, service_skew: ArrayLike,
                          servers: ArrayLike = 1) -> float | np.ndarray:
     r"""Squared coefficient of variation given to the wait of those who wait.
 
-    .. math:: s_1 = 2\rho - 1 + (1 - \rho)\,\frac43\,\kappa,\qquad
+    .. math:: s_1 = 2\rho - 1 + (1 - \rho)\,\frac{4}{3}\,\kappa,\qquad
               \kappa = \frac{E[S^3]\,E[S]}{E[S^2]^2},\qquad
-              c^2_{W \mid W > 0} \approx \min\Bigl(1 + \frac{s_1 - 1}{\sqrt{c}},\ 1.5\Bigr)
+              c^2_{W | W > 0} \approx \min\left(1 + \frac{s_1 - 1}{\sqrt{c}},\ 1.5\right)
 
     ``service_skew`` is ``kappa`` (1 for deterministic, 3/2 for exponential service).
     ``s_1`` is exact for M/G/1: its wait is a geometric(``rho``) sum of equilibrium
