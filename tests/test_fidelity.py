@@ -177,3 +177,21 @@ def test_grid_app_refuses_bad_input_by_name_before_any_work(tmp_path, args, mess
     assert proc.returncode != 0
     assert message in proc.stderr + proc.stdout
     assert not (tmp_path / "dataset.nc").exists()
+
+
+def test_breakdown_counts_each_group_separately():
+    stats = list(fid.TOLERANCES)
+    value = np.ones((4, 2, len(stats)))
+    value[:, 1, :] = [[1.01] * 4, [1.2] * 4, [1.01] * 4, [1.01] * 4]
+    half = np.full((4, len(stats)), 0.001)
+    ds = xr.Dataset({
+        "value": (("point", "source", "statistic"), value),
+        "ci_low": (("point", "statistic"), 1 - half),
+        "ci_high": (("point", "statistic"), 1 + half),
+        "rel_error": (("point", "source", "statistic"), value / value[:, :1] - 1)},
+        coords={"point": [0, 1, 2, 3], "source": ["simulation", "m"], "statistic": stats,
+                "offered_load": ("point", [0.5] * 4),
+                "token_sigma": ("point", [0.3, 0.3, 1.5, 1.5])})
+    table = fid.breakdown_table(ds, "m", "token_sigma").splitlines()
+    assert table[2] == "| 0.3 | 50.0% (2) | 50.0% (2) | 50.0% (2) | 50.0% (2) |"
+    assert table[3] == "| 1.5 | 100.0% (2) | 100.0% (2) | 100.0% (2) | 100.0% (2) |"

@@ -347,10 +347,30 @@ def fidelity_table(ds: xr.Dataset, *, max_load: float = MAX_LOAD) -> str:
     return "\n".join(lines)
 
 
+def breakdown_table(ds: xr.Dataset, source: str, by: str, *,
+                    max_load: float = MAX_LOAD) -> str:
+    """Markdown table: ``source``'s share within tolerance (judged points in brackets)
+    for each value of the per-point coordinate ``by`` (``token_sigma``,
+    ``architecture``, ``total_gpus``, ``offered_load``)."""
+    head = [by] + [f"{_short(s)} within {TOLERANCES[s]:.0%}" for s in TOLERANCES]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for value in np.unique(ds[by].values):
+        f = fidelity(ds.where(ds[by] == value, drop=True), max_load=max_load).sel(
+            source=source)
+        if int(f.n_points) == 0:
+            continue
+        cells = [f"{value:g}" if isinstance(value, float | np.floating) else str(value)]
+        for s in TOLERANCES:
+            judged = int(f.judged.sel(statistic=s))
+            share = float(f.within.sel(statistic=s)) if judged else math.nan
+            cells.append(f"{share:.1%} ({judged})" if judged else "- (0)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _short(stat: str) -> str:
     return {"mean_ttft_s": "mean", "p50_ttft_s": "P50", "p90_ttft_s": "P90",
             "p99_ttft_s": "P99"}[stat]
-
 
 
 def reference_document(axes: GridAxes, base: SimConfig, *, seed: int, replications: int,
@@ -447,16 +467,22 @@ def write_grid_outputs(ds: xr.Dataset, doc: dict[str, Any],
     stored = {**doc, "axes": {k: list(v) for k, v in asdict(doc["axes"]).items()}} \
         if isinstance(doc["axes"], GridAxes) else doc
     atomic_write_text(paths["simulation"], dump_reference(stored))
-    text = ["# Fidelity of the closed forms (seed model)", "", conclusion(ds, default_source(ds)),
-            "",
+    default = default_source(ds)
+    text = ["# Fidelity of the closed forms (seed model)", "", conclusion(ds, default), "",
             fidelity_table(ds), "",
+            f"{default} by token spread (judged points in brackets):", "",
+            breakdown_table(ds, default, "token_sigma"), "",
+            f"{default} by architecture:", "", breakdown_table(ds, default, "architecture"),
+            "", f"{default} by GPUs in the cluster:", "",
+            breakdown_table(ds, default, "total_gpus"), "",
             "Tolerances: mean 5 %, P50 and P90 10 %, P99 15 % of the simulated value. "
             "Loads above 0.9 are outside the validated region and not counted.", ""]
     atomic_write_text(paths["report"], "\n".join(text))
     return paths
 
 
-__all__ = ["GridAxes", "GridPoint", "MAX_LOAD", "TARGETS", "TOLERANCES", "closed_forms",
+__all__ = ["GridAxes", "GridPoint", "MAX_LOAD", "TARGETS", "TOLERANCES", "breakdown_table",
+           "closed_forms",
            "conclusion", "default_source", "dump_reference", "fidelity",
            "fidelity_table", "grid_model", "grid_points", "point_config", "price_grid",
            "read_reference", "reference_document", "requests_per_replication",
