@@ -216,13 +216,19 @@ def gamma_wait_quantile(q: float, mean_wait: float, delay_prob: float, scv: floa
 
 
 def skew_of_sum(laws_and_rates) -> float:
-    """``E[S^3] E[S] / E[S^2]^2`` of ``S = sum N_i / r_i`` by direct convolution of the
-    token pmfs (independent counts)."""
-    support, probs = np.array([0.0]), np.array([1.0])
+    """``E[S^3] E[S] / E[S^2]^2`` of ``S = sum N_i / r_i`` from the exact pmf of ``S``,
+    built by convolving the token pmfs (independent counts) on the integer lattice of
+    ``S / unit``, ``unit = 1 / lcm`` of the whole-number rates."""
+    rates = [int(r) for _, r in laws_and_rates]
+    assert all(r == rr for r, (_, rr) in zip(rates, laws_and_rates, strict=True))
+    lcm = math.lcm(*rates)
+    pmf = np.array([1.0])
     for dist, r in laws_and_rates:
         v, p = dist.pmf()
-        support = (support[:, None] + v[None, :] / r).ravel()
-        probs = (probs[:, None] * p[None, :]).ravel()
-    probs = probs / probs.sum()
-    m1, m2, m3 = (float(np.sum(probs * support**k)) for k in (1, 2, 3))
+        step = np.zeros(int(v[-1]) * (lcm // int(r)) + 1)
+        step[v * (lcm // int(r))] = p
+        pmf = np.convolve(pmf, step) if pmf.size > 1 else step
+    pmf = pmf / pmf.sum()
+    support = np.arange(pmf.size) / lcm
+    m1, m2, m3 = (float(np.sum(pmf * support**k)) for k in (1, 2, 3))
     return m3 * m1 / m2**2

@@ -67,7 +67,7 @@ def test_conditional_scv_is_near_the_exact_mdc_value(servers, rho):
     0.25 of the true SCV (the undamped M/G/1 value is off by up to 0.3 at 16 servers)."""
     w = mdc_wait(rho * servers, 1.0, servers)
     p = w.delay_probability
-    t = np.linspace(0.0, 60.0 * w.mean / p + 5.0, 120_001)
+    t = np.linspace(0.0, 60.0 * w.mean / p + 5.0, 4001)  # 3e-4 of the SCV (vs 120,001)
     sf = 1.0 - np.asarray(w.cdf(t))
     m1, m2 = np.trapezoid(sf, t) / p, 2.0 * np.trapezoid(t * sf, t) / p
     exact = m2 / m1**2 - 1.0
