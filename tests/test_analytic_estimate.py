@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import optimize
 
 import analytic
 import spec
@@ -18,7 +19,7 @@ CFG = spec.default_config()
 
 
 def _brute_quantile(est, q, workload, cluster):
-    """``P(X + W <= t) = q`` by bisection over the *full* exact pmf of the prompt length
+    """``P(X + W <= t) = q`` by root finding over the *full* exact pmf of the prompt length
     (no quantisation): the reference for the quantised nodes the estimate uses."""
     law = est._law
     v, p = workload.prompt_tokens.pmf()
@@ -31,16 +32,12 @@ def _brute_quantile(est, q, workload, cluster):
                             for k in ("a", "m1", "s1", "b", "m2", "s2"))
 
     def F(t):
-        y = t - x
-        pos = y >= 0
-        sf = _wait_sf(np.where(pos, y, 0.0), a, m1, s1, b, m2, s2, law["exact_sum"])
-        return float(np.sum(p * pos * (1.0 - sf)))
+        pos = x <= t
+        sf = _wait_sf(t - x[pos], a, m1, s1, b, m2, s2, law["exact_sum"])
+        return float(np.sum(p[pos] * (1.0 - sf)))
 
-    lo, hi = 0.0, 200.0
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if F(mid) < q else (lo, mid)
-    return hi
+    # Brent's method on the monotone F (a jump of F is found as the least t past it)
+    return optimize.brentq(lambda t: F(t) - q, 0.0, 200.0, xtol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.parametrize(("cluster", "rate"), [
