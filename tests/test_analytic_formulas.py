@@ -316,3 +316,19 @@ def test_ttft_quantile_past_the_bound_is_the_two_moment_law_and_says_so():
     assert p90[0] == pytest.approx(x + law.quantile(0.9), rel=1e-9)
     w, p = est.mean_wait_s["gpu"][1], est.delay_probability["gpu"][1]
     assert p90[1] == pytest.approx(x + ref.exponential_wait_quantile(0.9, w, p), rel=1e-6)
+
+
+@pytest.mark.parametrize("cluster", [
+    spec.MonolithicCluster(4, 9000.0, 1500.0),
+    spec.DisaggregatedCluster(2, 3, 9000.0, 1500.0, 3e-5),
+    spec.DisaggregatedCluster(1, 1, 4000.0, 800.0)])
+def test_zero_load_ttft_is_the_mean_service_to_the_first_token(cluster):
+    """``E[P] (1 / r_p + kappa) + 1 / r_d``, and the estimate's mean TTFT tends to it as
+    the rate vanishes."""
+    ep = ref.pmf_moments(WL.prompt_tokens)[0]
+    kappa = getattr(cluster, "kv_transfer_s_per_token", 0.0)
+    expected = ep * (1 / cluster.prefill_tokens_per_s + kappa) + 1 / cluster.decode_tokens_per_s
+    got = analytic.zero_load_ttft_s(WL, cluster)
+    assert got == pytest.approx(expected, rel=1e-9)
+    idle = analytic.estimate(WL.with_rate(1e-9), cluster).mean_ttft_s
+    assert idle == pytest.approx(expected, rel=1e-6)

@@ -111,3 +111,27 @@ def test_utilisation_and_queue_length_by_hand(engine):
     assert s["utilisation_gpu"] == pytest.approx((0.7 + 0.3) / 2.0, rel=1e-12)
     assert s["mean_queue_len_gpu"] == pytest.approx(0.6 / 2.0, rel=1e-12)
     assert s["throughput_rps"] == pytest.approx(2 / 2.0)
+
+
+def test_records_select_and_dataset_keep_every_column_with_units(engine):
+    """Three requests by hand: ``select`` keeps the rows a mask names in every column, and
+    the dataset carries each column with its units and meaning."""
+    from simulation.metrics import COLUMNS
+
+    rec = run_requests(_one([0.0, 0.1, 5.0], [500, 300, 100], [20, 10, 5]), MONO,
+                       engine=engine, warmup_s=0.05)
+    assert rec.measured.tolist() == [False, True, True]
+    sub = rec.select(rec.measured)
+    assert len(sub) == 2
+    for name in (*COLUMNS, "prefill_start_s", "decode_start_s", "measured"):
+        np.testing.assert_array_equal(getattr(sub, name), getattr(rec, name)[1:])
+    # second request: waits 0.7 - 0.1 = 0.6 s, then 0.3 + 0.01
+    assert sub.ttft_s[0] == pytest.approx(0.6 + 0.3 + 0.01, rel=1e-12)
+    ds = rec.to_xarray()
+    assert list(ds.data_vars) == [*COLUMNS, "measured"]
+    for name, (units, long_name) in COLUMNS.items():
+        assert ds[name].dims == ("request",)
+        assert ds[name].attrs == {"units": units, "long_name": long_name}
+        np.testing.assert_array_equal(ds[name].values, getattr(rec, name))
+    assert ds["measured"].values.tolist() == [False, True, True]
+    assert ds["measured"].attrs == {"long_name": "arrived after warm-up"}
