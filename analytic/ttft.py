@@ -28,7 +28,7 @@ import numpy as np
 from scipy import special
 from scipy.optimize import elementwise
 
-from spec import DisaggregatedCluster, MonolithicCluster, TokenDist, Workload
+from spec import DisaggregatedCluster, MonolithicCluster, TokenDist, Workload, _check
 
 from . import queues
 from .queues import DEFAULT_METHOD, check_method
@@ -47,11 +47,6 @@ DEFAULT_WAIT_LAW = "gamma"
 #: Arrival variability of the decode pool (see :func:`estimate`).
 LINKINGS: tuple[str, ...] = ("timescale", "qna", "poisson")
 DEFAULT_LINKING = "timescale"
-
-
-def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} = {value!r}: must be one of {', '.join(allowed)}")
 
 
 def quantile_key(q: float) -> str:
@@ -382,8 +377,8 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
     (0.078, True)
     """
     check_method(method)
-    _check_choice("wait_law", wait_law, WAIT_LAWS)
-    _check_choice("linking", linking, LINKINGS)
+    _check.choice("wait_law", wait_law, WAIT_LAWS)
+    _check.choice("linking", linking, LINKINGS)
     mono = isinstance(cluster, MonolithicCluster)
     if not mono and not isinstance(cluster, DisaggregatedCluster):
         raise ValueError(f"cluster = {cluster!r}: must be a MonolithicCluster or "
@@ -431,7 +426,7 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
         waits, probs = {"gpu": w}, {"gpu": pw}
         a, m1 = pw, _conditional_mean(pw, w)
         s1 = queues.conditional_wait_scv(np.minimum(util["gpu"], 1.0),
-                                         _service_skew(p_dist, o_dist, rp, rd), c) \
+                                         _service_skew((p_dist, rp), (o_dist, rd)), c) \
             if gamma else np.ones_like(a)
         b, m2, s2 = np.zeros_like(a), np.ones_like(a), np.ones_like(a)
         ca2_dec = None
@@ -462,9 +457,9 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
         a, m1, b, m2 = p1, _conditional_mean(p1, w1), p2, _conditional_mean(p2, w2)
         if gamma:
             s1 = queues.conditional_wait_scv(np.minimum(util["prefill"], 1.0),
-                                             _service_skew(p_dist, None, 1.0, 1.0), c1)
+                                             _service_skew((p_dist, 1.0)), c1)
             s2 = queues.conditional_wait_scv(np.minimum(util["decode"], 1.0),
-                                             _service_skew(o_dist, None, 1.0, 1.0), c2)
+                                             _service_skew((o_dist, 1.0)), c2)
         else:
             s1, s2 = np.ones_like(a), np.ones_like(b)
     law = {"nodes": nodes, "weights": p_weights, "x_cdf": x_cdf, "a": np.asarray(a, float),
@@ -488,16 +483,14 @@ def _conditional_mean(p: np.ndarray, w: np.ndarray) -> np.ndarray:
         return np.where((p > 0) & (w > 0) & np.isfinite(w), w / p, 1.0)
 
 
-def _service_skew(first: TokenDist, second: TokenDist | None, r1: float,
-                  r2: float) -> float:
-    r"""``kappa = E[S^3] E[S] / E[S^2]^2`` of ``S = N_1 / r_1 (+ N_2 / r_2)``, from the
-    token laws' exact raw moments (the two counts independent): central moments add,
+def _service_skew(*terms: tuple[TokenDist, float]) -> float:
+    r"""``kappa = E[S^3] E[S] / E[S^2]^2`` of ``S = sum_i N_i / r_i`` for ``terms`` of
+    ``(N_i's law, r_i)``, from the token laws' exact raw moments (the counts independent):
+    central moments add,
     :math:`E[S^2] = \mathrm{Var} + m^2`, :math:`E[S^3] = \mu_3 + 3 m \mathrm{Var} + m^3`.
     """
     m = var = mu3 = 0.0
-    for dist, r in ((first, r1), (second, r2)):
-        if dist is None:
-            continue
+    for dist, r in terms:
         e1, e2, e3 = (dist.raw_moment(k) / r**k for k in (1, 2, 3))
         v = e2 - e1**2
         m, var, mu3 = m + e1, var + v, mu3 + e3 - 3 * e1 * e2 + 2 * e1**3

@@ -127,13 +127,12 @@ def test_service_skew_from_raw_moments_matches_direct_convolution(laws):
              "output": spec.TokenDist.lognormal(math.log(40), 0.9)}
     pairs = [(small[name], r) for name, r in laws]
     expected = ref.skew_of_sum(pairs)
-    second = pairs[1] if len(pairs) > 1 else (None, 1.0)
-    got = _service_skew(pairs[0][0], second[0], pairs[0][1], second[1])
+    got = _service_skew(*pairs)
     assert got == pytest.approx(expected, rel=1e-6)
 
 
 def test_service_skew_of_a_fixed_length_is_one():
-    assert _service_skew(spec.TokenDist.fixed(500), None, 1.0, 1.0) == pytest.approx(1.0)
+    assert _service_skew((spec.TokenDist.fixed(500), 1.0)) == pytest.approx(1.0)
 
 
 def test_wait_survival_is_the_stated_gamma_mixture():
