@@ -63,8 +63,7 @@ def test_grid_sweep_is_one_job_over_the_schema_axes():
                       return_hydra_config=True)
         assert cfg.hydra.mode is None or cfg.hydra.mode.name != "MULTIRUN"
         g = cfg.validation.grid
-        axes = GridAxes(**{k: tuple(g[k]) for k in ("total_gpus", "prefill_share", "load",
-                                                    "token_sigma")})
+        axes = GridAxes.from_mapping(g)
         assert axes == GridAxes()
         assert g.replications == 10 and g.workers == 1 and g.reference is None
 

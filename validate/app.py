@@ -196,8 +196,7 @@ def run_grid(cfg: DictConfig, out: Path) -> xr.Dataset:
     from . import fidelity
 
     g = cfg.validation.grid
-    axes = fidelity.GridAxes(**{k: tuple(g[k]) for k in ("total_gpus", "prefill_share",
-                                                         "load", "token_sigma")})
+    axes = fidelity.GridAxes.from_mapping(g)
     for key, low in (("replications", 2), ("workers", 1)):
         if not (isinstance(g[key], int) and g[key] >= low):
             raise ValueError(f"validation.grid.{key} = {g[key]!r}: must be a whole number "
@@ -205,7 +204,7 @@ def run_grid(cfg: DictConfig, out: Path) -> xr.Dataset:
     base = to_sim_config(cfg)
     if g.reference:
         doc = fidelity.read_reference(g.reference)
-        if doc["axes"] != axes:
+        if fidelity.GridAxes.from_mapping(doc["axes"]) != axes:
             raise ValueError(f"validation.grid.reference = {g.reference!r}: simulated on "
                              f"other axes ({doc['axes']}) than validation.grid's ({axes})")
         if fidelity.grid_model(doc["base_config"]) != fidelity.grid_model(base):

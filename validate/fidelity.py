@@ -23,7 +23,7 @@ import json
 import math
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import xarray as xr
 
 import analytic
 from conf.schema import GridConf
+from reports.build import STAT_LABELS, markdown_table
 from spec import DisaggregatedCluster, MonolithicCluster, SimConfig, TokenDist
 
 #: Statistics compared and the relative tolerance each must meet (issue 14).
@@ -41,8 +42,6 @@ TOLERANCES: dict[str, float] = {"mean_ttft_s": 0.05, "p50_ttft_s": 0.10,
 TARGETS: dict[str, float] = {"mean_ttft_s": 0.98, "p90_ttft_s": 0.95, "p99_ttft_s": 0.90}
 #: Upper end of the validated region (offered load of the busiest pool).
 MAX_LOAD = 0.9
-#: Per-stage statistics kept from the simulation (for diagnosis of the closed forms).
-STAGE_STATS = ("mean_wait_{pool}_s", "prob_wait_{pool}")
 
 
 _DEFAULT = GridConf()
@@ -77,6 +76,16 @@ class GridAxes:
             object.__setattr__(self, name, tuple(int(v) if whole else float(v)
                                                  for v in values))
 
+    @classmethod
+    def from_mapping(cls, data: Any) -> GridAxes:
+        """The axes named in ``data`` (a stored document's ``axes``, or the app's
+        ``validation.grid``, whose other keys are ignored)."""
+        return cls(**{f.name: tuple(data[f.name]) for f in fields(cls)})
+
+    def to_mapping(self) -> dict[str, list]:
+        """The axes as lists (JSON)."""
+        return {f.name: list(getattr(self, f.name)) for f in fields(self)}
+
 
 @dataclass(frozen=True)
 class GridPoint:
@@ -91,12 +100,6 @@ class GridPoint:
     @property
     def total_gpus(self) -> int:
         return self.prefill_gpus + self.decode_gpus
-
-    @property
-    def label(self) -> str:
-        pools = (f"{self.prefill_gpus} GPUs" if self.architecture == "mono"
-                 else f"{self.prefill_gpus}:{self.decode_gpus}")
-        return f"{self.architecture} {pools}, load {self.load:g}, sigma {self.token_sigma:g}"
 
 
 def split(total_gpus: int, share: float) -> int:
@@ -124,19 +127,17 @@ def point_config(base: SimConfig, point: GridPoint) -> tuple[SimConfig, Any]:
     laws = {k: _with_sigma(getattr(wl, k), point.token_sigma)
             for k in ("prompt_tokens", "output_tokens")}
     mono, dis = base.cluster_mono, base.cluster_disagg
-    ep, eo = laws["prompt_tokens"].mean_tokens(), laws["output_tokens"].mean_tokens()
     if point.architecture == "mono":
         cluster: Any = MonolithicCluster(point.prefill_gpus, mono.prefill_tokens_per_s,
                                          mono.decode_tokens_per_s)
-        work_per_request = (ep / cluster.prefill_tokens_per_s
-                            + eo / cluster.decode_tokens_per_s) / point.prefill_gpus
     else:
         cluster = DisaggregatedCluster(point.prefill_gpus, point.decode_gpus,
                                        dis.prefill_tokens_per_s, dis.decode_tokens_per_s,
                                        dis.kv_transfer_s_per_token)
-        work_per_request = max(ep / cluster.prefill_tokens_per_s / point.prefill_gpus,
-                               eo / cluster.decode_tokens_per_s / point.decode_gpus)
-    workload = replace(wl, arrival_rate_per_s=point.load / work_per_request, **laws)
+    # the busiest pool's utilisation at 1 request/s (the estimate's one definition of it)
+    at_one = analytic.estimate(replace(wl, arrival_rate_per_s=1.0, **laws), cluster)
+    per_request = max(float(u) for u in at_one.utilisation.values())
+    workload = replace(wl, arrival_rate_per_s=point.load / per_request, **laws)
     return replace(base, workload=workload, mode=point.architecture), cluster
 
 
@@ -252,16 +253,16 @@ def price_grid(records: Sequence[dict[str, Any]], base: SimConfig,
     xarray.Dataset
         ``value(point, source, statistic)`` (``source`` = ``simulation`` then each
         method), ``ci_low`` / ``ci_high(point, statistic)``, ``rel_error``, and per point
-        ``architecture``, ``prefill_gpus``, ``decode_gpus``, ``total_gpus``, ``load``,
-        ``token_sigma``, ``arrival_rate_per_s``.
+        ``architecture``, ``prefill_gpus``, ``decode_gpus``, ``total_gpus``,
+        ``offered_load``, ``token_sigma``, ``arrival_rate_per_s``.
     """
     stats = tuple(TOLERANCES)
     forms = closed_forms() if sources is None else sources
     names = ("simulation", *forms)
     value = np.full((len(records), len(names), len(stats)), np.nan)
     ci = np.full((2, len(records), len(stats)), np.nan)
-    for i, rec in enumerate(records):
-        point = GridPoint(**rec["point"])
+    pts = [GridPoint(**r["point"]) for r in records]
+    for i, (rec, point) in enumerate(zip(records, pts, strict=True)):
         config, cluster = point_config(base, point)
         for s, stat in enumerate(stats):
             value[i, 0, s], ci[0, i, s], ci[1, i, s] = rec[stat]
@@ -270,7 +271,6 @@ def price_grid(records: Sequence[dict[str, Any]], base: SimConfig,
             value[i, m, 0] = est.mean_ttft_s
             value[i, m, 1:] = est.quantile([0.5, 0.9, 0.99])
     rel = value / value[:, :1, :] - 1.0
-    pts = [GridPoint(**r["point"]) for r in records]
     coords = {
         "point": np.arange(len(records)),
         "source": list(names),
@@ -326,25 +326,25 @@ def fidelity(ds: xr.Dataset, *, max_load: float = MAX_LOAD) -> xr.Dataset:
 
 def fidelity_table(ds: xr.Dataset, *, max_load: float = MAX_LOAD) -> str:
     """Markdown table: per closed form, the share of judged points within tolerance and
-    the worst errors (see :func:`fidelity`)."""
+    the worst errors (see :func:`fidelity`), and how many points were judged."""
     fid = fidelity(ds, max_load=max_load)
-    head = ["closed form"] + [f"{_short(s)} within {TOLERANCES[s]:.0%}"
-                              + (f" (target {TARGETS[s]:.0%})" if s in TARGETS else "")
-                              for s in TOLERANCES] + ["worst mean error", "worst P99 error"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for src in fid.source.values:
         f = fid.sel(source=src)
-        cells = [str(src)] + [f"{float(f.within.sel(statistic=s)):.1%}" for s in TOLERANCES]
+        row = {"closed form": str(src)}
+        for s in TOLERANCES:
+            target = f" (target {TARGETS[s]:.0%})" if s in TARGETS else ""
+            row[f"{_within(s)}{target}"] = f"{float(f.within.sel(statistic=s)):.1%}"
         for s in ("mean_ttft_s", "p99_ttft_s"):
-            cells.append(f"{float(f.worst_low.sel(statistic=s)):+.1%} / "
-                         f"{float(f.worst_high.sel(statistic=s)):+.1%}")
-        lines.append("| " + " | ".join(cells) + " |")
-    n = int(fid.n_points)
-    judged = ", ".join(f"{_short(s)} {int(fid.judged.sel(statistic=s))}" for s in TOLERANCES)
-    lines.append("")
-    lines.append(f"Points with load <= {max_load:g}: {n}; judged (simulation 95 % CI "
-                 f"half-width <= half the tolerance): {judged}.")
-    return "\n".join(lines)
+            row[f"worst {STAT_LABELS[s]} error"] = (
+                f"{float(f.worst_low.sel(statistic=s)):+.1%} / "
+                f"{float(f.worst_high.sel(statistic=s)):+.1%}")
+        rows.append(row)
+    judged = ", ".join(f"{STAT_LABELS[s]} {int(fid.judged.sel(statistic=s))}"
+                       for s in TOLERANCES)
+    return (markdown_table(rows) + f"\nPoints with load <= {max_load:g}: "
+            f"{int(fid.n_points)}; judged (simulation 95 % CI half-width <= half the "
+            f"tolerance): {judged}.\n")
 
 
 def breakdown_table(ds: xr.Dataset, source: str, by: str, *,
@@ -352,25 +352,40 @@ def breakdown_table(ds: xr.Dataset, source: str, by: str, *,
     """Markdown table: ``source``'s share within tolerance (judged points in brackets)
     for each value of the per-point coordinate ``by`` (``token_sigma``,
     ``architecture``, ``total_gpus``, ``offered_load``)."""
-    head = [by] + [f"{_short(s)} within {TOLERANCES[s]:.0%}" for s in TOLERANCES]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for value in np.unique(ds[by].values):
         f = fidelity(ds.where(ds[by] == value, drop=True), max_load=max_load).sel(
             source=source)
         if int(f.n_points) == 0:
             continue
-        cells = [f"{value:g}" if isinstance(value, float | np.floating) else str(value)]
+        row = {by: f"{value:g}" if isinstance(value, float | np.floating) else str(value)}
         for s in TOLERANCES:
             judged = int(f.judged.sel(statistic=s))
-            share = float(f.within.sel(statistic=s)) if judged else math.nan
-            cells.append(f"{share:.1%} ({judged})" if judged else "- (0)")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            row[_within(s)] = (f"{float(f.within.sel(statistic=s)):.1%} ({judged})"
+                               if judged else "- (0)")
+        rows.append(row)
+    return markdown_table(rows)
 
 
-def _short(stat: str) -> str:
-    return {"mean_ttft_s": "mean", "p50_ttft_s": "P50", "p90_ttft_s": "P90",
-            "p99_ttft_s": "P99"}[stat]
+def _within(stat: str) -> str:
+    return f"{STAT_LABELS[stat]} within {TOLERANCES[stat]:.0%}"
+
+
+def report_body(ds: xr.Dataset, *, max_load: float = MAX_LOAD) -> str:
+    """The report after its title: the default's verdict, the table of every closed form,
+    and the default broken down by token spread, architecture and cluster size."""
+    default = default_source(ds)
+    tolerances = ", ".join(f"{STAT_LABELS[s]} {t:.0%}" for s, t in TOLERANCES.items())
+    parts = [conclusion(ds, default, max_load=max_load), "",
+             fidelity_table(ds, max_load=max_load)]
+    for by, what in (("token_sigma", "token spread (sigma of log tokens)"),
+                     ("architecture", "architecture"),
+                     ("total_gpus", "GPUs in the cluster")):
+        parts += [f"`{default}` by {what}, judged points in brackets:", "",
+                  breakdown_table(ds, default, by, max_load=max_load)]
+    parts.append(f"Tolerances (relative to the simulated value): {tolerances}. Loads above "
+                 f"{max_load:g} are outside the validated region and not counted.")
+    return "\n".join(parts) + "\n"
 
 
 def reference_document(axes: GridAxes, base: SimConfig, *, seed: int, replications: int,
@@ -391,8 +406,7 @@ def reference_document(axes: GridAxes, base: SimConfig, *, seed: int, replicatio
                  "are [estimate, 95% CI low, 95% CI high] over the replications.",
         "seed": seed,
         "replications": replications,
-        "axes": {k: list(getattr(axes, k)) for k in ("total_gpus", "prefill_share", "load",
-                                                     "token_sigma")},
+        "axes": axes.to_mapping(),
         "base_config": config_to_mapping(base),
         "machine": f"{platform.machine()}, {workers} worker(s)",
         "elapsed_s": round(time.perf_counter() - t0, 1),
@@ -410,13 +424,11 @@ def read_reference(path: str | Path) -> dict[str, Any]:
     """
     try:
         doc = json.loads(Path(path).read_text())
-        axes = GridAxes(**{k: tuple(v) for k, v in doc["axes"].items()})
-        records = doc["points"]
+        GridAxes.from_mapping(doc["axes"])
+        doc["points"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"validation.grid.reference = {str(path)!r}: not a stored grid "
                          f"simulation ({type(exc).__name__}: {exc})") from None
-    doc["axes"] = axes
-    doc["points"] = records
     return doc
 
 
@@ -435,10 +447,10 @@ def conclusion(ds: xr.Dataset, source: str, *, max_load: float = MAX_LOAD) -> st
     parts, missed = [], []
     for stat, target in TARGETS.items():
         share = float(f.within.sel(statistic=stat))
-        parts.append(f"{_short(stat)} within {TOLERANCES[stat]:.0%} at {share:.1%} "
+        parts.append(f"{_within(stat)} at {share:.1%} "
                      f"(target {target:.0%}, {int(f.judged.sel(statistic=stat))} points)")
         if not share >= target:
-            missed.append(_short(stat))
+            missed.append(STAT_LABELS[stat])
     verdict = "meets every target" if not missed else f"misses {', '.join(missed)}"
     return (f"**{source} {verdict}** on {int(f.n_points)} points with load <= "
             f"{max_load:g}: " + "; ".join(parts) + ".")
@@ -456,7 +468,7 @@ def dump_reference(doc: dict[str, Any]) -> str:
 def write_grid_outputs(ds: xr.Dataset, doc: dict[str, Any],
                        folder: str | Path) -> dict[str, Path]:
     """``dataset.nc``, ``simulation.json`` (reusable as ``validation.grid.reference``) and
-    ``fidelity.md`` (conclusion first, then the table), each written atomically."""
+    ``fidelity.md`` (:func:`report_body` under a title), each written atomically."""
     from fileio import atomic_write, atomic_write_text
 
     out = Path(folder)
@@ -464,20 +476,9 @@ def write_grid_outputs(ds: xr.Dataset, doc: dict[str, Any],
     paths = {"dataset": out / "dataset.nc", "simulation": out / "simulation.json",
              "report": out / "fidelity.md"}
     atomic_write(paths["dataset"], ds.to_netcdf)
-    stored = {**doc, "axes": {k: list(v) for k, v in asdict(doc["axes"]).items()}} \
-        if isinstance(doc["axes"], GridAxes) else doc
-    atomic_write_text(paths["simulation"], dump_reference(stored))
-    default = default_source(ds)
-    text = ["# Fidelity of the closed forms (seed model)", "", conclusion(ds, default), "",
-            fidelity_table(ds), "",
-            f"{default} by token spread (judged points in brackets):", "",
-            breakdown_table(ds, default, "token_sigma"), "",
-            f"{default} by architecture:", "", breakdown_table(ds, default, "architecture"),
-            "", f"{default} by GPUs in the cluster:", "",
-            breakdown_table(ds, default, "total_gpus"), "",
-            "Tolerances: mean 5 %, P50 and P90 10 %, P99 15 % of the simulated value. "
-            "Loads above 0.9 are outside the validated region and not counted.", ""]
-    atomic_write_text(paths["report"], "\n".join(text))
+    atomic_write_text(paths["simulation"], dump_reference(doc))
+    atomic_write_text(paths["report"], "# Fidelity of the closed forms (seed model)\n\n"
+                      + report_body(ds))
     return paths
 
 
@@ -485,5 +486,5 @@ __all__ = ["GridAxes", "GridPoint", "MAX_LOAD", "TARGETS", "TOLERANCES", "breakd
            "closed_forms",
            "conclusion", "default_source", "dump_reference", "fidelity",
            "fidelity_table", "grid_model", "grid_points", "point_config", "price_grid",
-           "read_reference", "reference_document", "requests_per_replication",
+           "read_reference", "reference_document", "report_body", "requests_per_replication",
            "simulate_grid", "split", "write_grid_outputs"]

@@ -317,13 +317,7 @@ def generate_fidelity(out: Path) -> None:
 
     doc = fidelity.read_reference(ROOT / "tests" / "data" / "fidelity_reference.json")
     ds = fidelity.price_grid(doc["points"], spec.config_from_mapping(doc["base_config"]))
-    default = fidelity.default_source(ds)
-    (out / "fidelity.md").write_text(
-        fidelity.conclusion(ds, default) + "\n\n" + fidelity.fidelity_table(ds) + "\n\n"
-        + f"`{default}` by token spread (judged points in brackets):\n\n"
-        + fidelity.breakdown_table(ds, default, "token_sigma") + "\n\n"
-        + f"`{default}` by GPUs in the cluster:\n\n"
-        + fidelity.breakdown_table(ds, default, "total_gpus") + "\n")
+    (out / "fidelity.md").write_text(fidelity.report_body(ds))
 
 
 def generate_measured(out: Path) -> None:
