@@ -177,6 +177,10 @@ def test_grid_app_writes_its_outputs_and_reuses_its_simulation(tmp_path):
     (["validation.grid.workers=0"], "validation.grid.workers = 0: must be a whole number"),
     (["validation.grid.reference=nowhere.json"],
      "validation.grid.reference = 'nowhere.json': not a stored grid simulation"),
+    ([f"validation.grid.reference={REFERENCE}", "validation.grid.total_gpus=[1,2]"],
+     "simulated on other axes ({'total_gpus': [1, 2, 4, 8, 16, 32, 64]"),
+    ([f"validation.grid.reference={REFERENCE}", "cluster_mono.prefill_tokens_per_s=9000"],
+     "simulated with another workload or cluster than this config's"),
 ])
 def test_grid_app_refuses_bad_input_by_name_before_any_work(tmp_path, args, message):
     proc = _validate(*args, f"hydra.run.dir={tmp_path}", cwd=tmp_path)

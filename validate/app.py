@@ -206,7 +206,8 @@ def run_grid(cfg: DictConfig, out: Path) -> xr.Dataset:
         doc = fidelity.read_reference(g.reference)
         if fidelity.GridAxes.from_mapping(doc["axes"]) != axes:
             raise ValueError(f"validation.grid.reference = {g.reference!r}: simulated on "
-                             f"other axes ({doc['axes']}) than validation.grid's ({axes})")
+                             f"other axes ({doc['axes']}) than validation.grid's "
+                             f"({axes.to_mapping()})")
         if fidelity.grid_model(doc["base_config"]) != fidelity.grid_model(base):
             raise ValueError(f"validation.grid.reference = {g.reference!r}: simulated with "
                              "another workload or cluster than this config's")
