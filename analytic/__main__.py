@@ -61,8 +61,13 @@ def main(cfg: DictConfig) -> None:
             and mono[k] not in (0, float("inf"))}
     else:
         out["estimate"] = results[config.mode]
+    first = results[config.clusters()[0].mode]
+    shape = "".join(f", {first[k]} {word}" for k, word in (("wait_law", "wait"),
+                                                            ("linking", "linking"))
+                    if k in first)
     emit(cfg, out, results, f"python -m analytic: serving {config.serving}, method "
-         f"{out['method']}, arrival rate {config.workload.arrival_rate_per_s:g} req/s", notes)
+         f"{out['method']}{shape}, arrival rate {config.workload.arrival_rate_per_s:g} "
+         "req/s", notes)
 
 
 if __name__ == "__main__":

@@ -79,3 +79,13 @@ def test_each_app_has_its_own_help():
     assert "engine=fast|simpy" in sim and "engine=fast" not in est
     for text in (sim, est):  # the data folders are not offered as config groups
         assert "profiles/distserve:" not in text and "measured/" not in text
+
+
+def test_analytic_title_names_the_wait_law_and_linking_in_use():
+    default = app("analytic", "mode=both", "output=table")
+    assert default.stdout.startswith("python -m analytic: serving fifo, method kimura, "
+                                     "gamma wait, timescale linking, arrival rate 2 req/s")
+    chosen = app("analytic", "mode=disagg", "output=table", "wait_law=exponential",
+                 "linking=qna")
+    assert chosen.stdout.startswith("python -m analytic: serving fifo, method kimura, "
+                                    "exponential wait, qna linking, arrival rate 2 req/s")
