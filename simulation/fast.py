@@ -101,14 +101,17 @@ def _summary_loop(arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray,
     Measured requests (``arrival >= warmup_s``) are written compacted to ``ttft``,
     ``p_wait``, ``d_wait`` (not for ``mono``) and ``e2e``; their number is returned.
     ``acc`` accumulates ``[prefill, transfer, decode]`` seconds of measured requests,
-    the number finishing in ``[warmup_s, hi_s)`` and, per pool (first, then decode),
-    busy and waiting request-seconds inside the window.
+    the number finishing in ``[warmup_s, hi_s)``, per pool (first, then decode) busy and
+    waiting request-seconds inside the window, then per pool the measured requests'
+    squared hold times (mono: ``(prefill + decode)^2``; disagg: ``prefill^2``,
+    ``decode^2``).
     """
     lo, hi = warmup_s, hi_s
     first_token = 1.0 / decode_rate
     m = 0
     s_pre = s_tr = s_dec = fin = 0.0
     busy1 = wait1 = busy2 = wait2 = 0.0
+    sq1 = sq2 = 0.0
     for i in range(arrival.shape[0]):
         a = arrival[i]
         ps = p_start[i]
@@ -148,6 +151,11 @@ def _summary_loop(arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray,
             s_pre += pre
             s_tr += tr
             s_dec += dec
+            if mono:
+                sq1 += (pre + dec) * (pre + dec)
+            else:
+                sq1 += pre * pre
+                sq2 += dec * dec
             m += 1
     acc[0] += s_pre
     acc[1] += s_tr
@@ -157,6 +165,8 @@ def _summary_loop(arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray,
     acc[5] += wait1
     acc[6] += busy2
     acc[7] += wait2
+    acc[8] += sq1
+    acc[9] += sq2
     return m
 
 

@@ -156,6 +156,10 @@ class Summary:
     ``utilisation = busy GPU-seconds / (c * window)``,
     ``mean_queue_len = waiting request-seconds / window``,
     ``throughput_rps = requests finishing in the window / window``.
+    ``mean_sq_service_<pool>_s2`` is the measured requests' mean squared hold time of
+    each pool (mono: ``(prefill + decode)^2``; disagg: ``prefill^2``, ``decode^2``): with
+    ``mean_prefill_s`` and ``mean_decode_s`` it lets a replication's sampled service
+    moments serve as control variates (:mod:`validate.fidelity`).
 
     Only what the statistics need is kept: the measured requests' TTFT, waits and
     end-to-end latency (for quantiles, 32 bytes a request) and running sums.
@@ -176,6 +180,7 @@ class Summary:
         self.finished = 0
         self.busy = dict.fromkeys(pool_names(cluster), 0.0)
         self.waiting = dict.fromkeys(pool_names(cluster), 0.0)
+        self.hold_sq = dict.fromkeys(pool_names(cluster), 0.0)
 
     def add(self, rec: RequestRecords) -> Summary:
         """Account for a batch of requests whose every stage is known."""
@@ -188,6 +193,11 @@ class Summary:
         for name in self.SUMMED:
             col = getattr(rec, name)
             self.sums[name] += float((col if everyone else col[rec.measured]).sum())
+        holds = ((rec.prefill_s + rec.decode_s,) if self.mono
+                 else (rec.prefill_s, rec.decode_s))
+        for pool, hold in zip(pool_names(self.cluster), holds, strict=True):
+            h = hold if everyone else hold[rec.measured]
+            self.hold_sq[pool] += float(np.dot(h, h))
         finish = rec.arrival_s + rec.e2e_s
         self.finished += int(np.count_nonzero((finish >= lo) & (finish < hi)))
         for pool, (_, w0, w1, b0, b1) in _pool_intervals(rec, self.cluster).items():
@@ -206,7 +216,7 @@ class Summary:
         c = self.cluster
         n = len(requests)
         out = {k: np.empty(n if k in self.kept else 0) for k in self.KEPT}
-        acc = np.zeros(8)
+        acc = np.zeros(10)
         kv = 0.0 if self.mono else c.kv_transfer_s_per_token
         m = loop(requests.arrival_s, requests.prompt_tokens, requests.output_tokens,
                  times.prefill_start_s, times.decode_ready_s, times.decode_start_s, self.mono,
@@ -222,6 +232,7 @@ class Summary:
         for k, pool in enumerate(pool_names(c)):
             self.busy[pool] += float(acc[4 + 2 * k])
             self.waiting[pool] += float(acc[5 + 2 * k])
+            self.hold_sq[pool] += float(acc[8 + k])
         return self
 
     def _column(self, name: str) -> np.ndarray:
@@ -264,6 +275,7 @@ class Summary:
             out[f"utilisation_{pool}"] = self.busy[pool] / (servers[pool] * span)
             out[f"mean_queue_len_{pool}"] = self.waiting[pool] / span
             out[f"offered_load_{pool}"] = float(self.load[pool])
+            out[f"mean_sq_service_{pool}_s2"] = self.hold_sq[pool] / n if n else nan
         out["stable"] = float(all(v < 1.0 for v in self.load.values()))
         return out
 

@@ -64,3 +64,24 @@ def test_summaries_leave_the_kept_records_untouched(backend):
     rebuilt = (rec.prefill_wait_s + rec.prefill_s + rec.transfer_s + rec.decode_wait_s
                + first_token)
     assert np.array_equal(rec.ttft_s, rebuilt)
+
+
+@pytest.mark.parametrize("mode", ["mono", "disagg"])
+def test_mean_squared_service_is_the_measured_requests(mode, backend):
+    """``mean_sq_service_<pool>_s2`` (the control variates' raw material): the measured
+    requests' mean squared hold per pool, recomputed here from the kept records; the
+    same streamed (compiled: the one-pass loop) and kept (the record columns)."""
+    cfg = config_from_mapping({"mode": mode, "sim_seconds": 400, "warmup_seconds": 100,
+                               "replications": 2})
+    kept = simulate(cfg)
+    streamed = simulate(cfg, keep_requests=False)
+    for r, rec in enumerate(kept.records):
+        m = rec.measured
+        assert 0 < m.sum() < len(m)  # the warm-up excludes some: the mask matters
+        holds = ({"gpu": rec.prefill_s + rec.decode_s} if mode == "mono"
+                 else {"prefill": rec.prefill_s, "decode": rec.decode_s})
+        for pool, hold in holds.items():
+            key = f"mean_sq_service_{pool}_s2"
+            want = float(np.mean(hold[m] ** 2))
+            assert kept.replications[r][key] == pytest.approx(want, rel=1e-12)
+            assert streamed.replications[r][key] == pytest.approx(want, rel=1e-12)
