@@ -47,7 +47,7 @@ class GridConf:
         default_factory=lambda: [0.125, 0.25, 0.5, 0.75, 0.875])  # splits 1:7 .. 7:1
     load: list[float] = field(default_factory=lambda: [0.3, 0.5, 0.7, 0.8, 0.9, 0.95])
     token_sigma: list[float] = field(default_factory=lambda: [0.3, 0.9, 1.5])
-    replications: int = 10
+    replications: int = 20  # >= 5: each point's interval uses three control variates
     workers: int = 1  # processes simulating points in parallel (same numbers for any value)
     reference: str | None = None  # a stored simulation of the grid (JSON) to price instead
 

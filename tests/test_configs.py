@@ -56,7 +56,7 @@ SWEEPS = sorted(p.stem for p in (CONF / "sweep").glob("*.yaml") if p.stem != "gr
 def test_grid_sweep_is_one_job_over_the_schema_axes():
     """``+sweep=grid`` is the fidelity grid: one job (not a multirun) whose axes are the
     schema's defaults, the grid ``validate.fidelity`` builds by default."""
-    from validate.fidelity import GridAxes
+    from validate.fidelity import REPLICATIONS, GridAxes
 
     with initialize_config_module(config_module="conf", version_base="1.3"):
         cfg = compose(config_name="validate", overrides=["+sweep=grid"],
@@ -65,7 +65,7 @@ def test_grid_sweep_is_one_job_over_the_schema_axes():
         g = cfg.validation.grid
         axes = GridAxes.from_mapping(g)
         assert axes == GridAxes()
-        assert g.replications == 10 and g.workers == 1 and g.reference is None
+        assert g.replications == REPLICATIONS == 20 and g.workers == 1 and g.reference is None
 
 
 @pytest.mark.parametrize("name", SWEEPS)

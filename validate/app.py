@@ -197,7 +197,7 @@ def run_grid(cfg: DictConfig, out: Path) -> xr.Dataset:
 
     g = cfg.validation.grid
     axes = fidelity.GridAxes.from_mapping(g)
-    for key, low in (("replications", 2), ("workers", 1)):
+    for key, low in (("replications", fidelity.MIN_REPLICATIONS), ("workers", 1)):
         if not (isinstance(g[key], int) and g[key] >= low):
             raise ValueError(f"validation.grid.{key} = {g[key]!r}: must be a whole number "
                              f">= {low}")
