@@ -516,7 +516,8 @@ GAMMA_SCV_CAP = 1.5
 
 def conditional_wait_scv(utilisation: ArrayLike, service_skew: ArrayLike,
                          servers: ArrayLike = 1) -> float | np.ndarray:
-    r"""Squared coefficient of variation given to the wait of those who wait.
+    r"""Squared coefficient of variation given to the wait of those who wait by the gamma
+    wait law (``wait_law="gamma"``; the default law is :mod:`analytic.residual`).
 
     .. math:: s_1 = 2\rho - 1 + (1 - \rho)\,\frac{4}{3}\,\kappa,\qquad
               \kappa = \frac{E[S^3]\,E[S]}{E[S^2]^2},\qquad

@@ -11,8 +11,10 @@ variability ``ca2 = cd2`` of the prefill pool's departures;
 Service-time moments come from the exact moments of the rounded, clipped token laws.
 Mean TTFT is the exact sum of the stage means (given each stage's mean wait). Percentiles
 come from the law of ``X + W`` computed numerically, where ``X = P (1/r_p + kappa) +
-1/r_d`` is taken from the exact token law and each wait is an atom at zero plus an
-exponential with the method's mean (exact for M/M/c). Waits of different stages are
+1/r_d`` is taken from the exact token law and each wait is an atom at zero plus, for
+those who wait, a law with the method's conditional mean: by default the shape of a
+geometric sum of residual services (:mod:`analytic.residual`; exact for M/G/1 and
+M/M/c), or a gamma or an exponential (``wait_law``). Waits of different stages are
 treated as independent: they are mildly positively correlated, so disaggregated P99 is
 a few percent low. A monolithic cluster with fixed prompt and output lengths (M/D/c)
 gets the exact Crommelin/Franx waiting-time law instead.
@@ -30,7 +32,7 @@ from scipy.optimize import elementwise
 
 from spec import DisaggregatedCluster, MonolithicCluster, TokenDist, Workload, _check
 
-from . import queues
+from . import queues, residual
 from .queues import DEFAULT_METHOD, check_method
 
 #: Probability edges of the quantisation of ``X``: fine in the body, finer in the tail.
@@ -42,8 +44,8 @@ _EDGES = np.unique(np.concatenate([
 
 
 #: Laws of a positive wait (see :func:`estimate`).
-WAIT_LAWS: tuple[str, ...] = ("gamma", "exponential")
-DEFAULT_WAIT_LAW = "gamma"
+WAIT_LAWS: tuple[str, ...] = ("residual", "gamma", "exponential")
+DEFAULT_WAIT_LAW = "residual"
 #: Arrival variability of the decode pool (see :func:`estimate`).
 LINKINGS: tuple[str, ...] = ("timescale", "qna", "poisson")
 DEFAULT_LINKING = "timescale"
@@ -251,15 +253,80 @@ def _out(x):
     return float(x) if x.ndim == 0 else x
 
 
+class _Shapes:
+    """The residual law's conditional-wait shapes of every point (:mod:`analytic.residual`):
+    ``first`` and ``second`` are ``(points, SHAPE_POINTS)`` rows (the second pool's only
+    for disaggregated clusters); the shape of their sum is built for a point the first
+    time a quantile needs it (one FFT convolution each)."""
+
+    def __init__(self, first: np.ndarray, second: np.ndarray | None) -> None:
+        self.first, self.second = first, second
+        self._sum: dict[int, np.ndarray] = {}
+
+    @staticmethod
+    def build(terms, utilisation, servers, active) -> np.ndarray:
+        """Rows of the residual law's shape at each point's utilisation and
+        ``k = c ** SERVER_EXPONENT`` (:func:`analytic.residual.interpolated_shapes`); the
+        exponential where ``active`` is false (nobody waits, or unstable: never used)."""
+        u, c, act = (np.ravel(v) for v in np.broadcast_arrays(utilisation, servers, active))
+        rows = np.tile(np.exp(-residual.SHAPE_GRID), (u.size, 1))
+        if np.any(act):
+            rows[act] = residual.interpolated_shapes(
+                terms, u[act], residual.servers_to_residuals(c[act]))
+        return rows
+
+    def _sum_rows(self, index: np.ndarray, m1: np.ndarray, m2: np.ndarray) -> np.ndarray:
+        todo = [i for i in dict.fromkeys(index.tolist()) if i not in self._sum]
+        if todo:
+            pos = {i: k for k, i in enumerate(index.tolist())}
+            at = np.array([pos[i] for i in todo])
+            rows = residual.sum_shape(self.first[todo], m1[at], self.second[todo], m2[at])
+            self._sum.update(zip(todo, rows, strict=True))
+        return np.stack([self._sum[i] for i in index.tolist()])
+
+    def wait_sf(self, y, index, a, m1, b, m2) -> np.ndarray:
+        """``P(W1 + W2 > y)`` as :func:`_wait_sf` gives it, with the tabulated laws."""
+        g1 = residual.shape_survival(y, m1, self.first[index])
+        if self.second is None:
+            return a * g1
+        g2 = residual.shape_survival(y, m2, self.second[index])
+        both = (a * b > 0)[:, 0]
+        g12 = np.zeros_like(y)
+        if np.any(both):
+            rows = self._sum_rows(index[both], m1[both, 0], m2[both, 0])
+            g12[both] = residual.shape_survival(y[both], (m1 + m2)[both], rows)
+        return a * (1 - b) * g1 + (1 - a) * b * g2 + a * b * g12
+
+    def wait_isf(self, tail: float, index, a, m1, b, m2) -> list[np.ndarray]:
+        """Per waiting component, a ``y`` it passes with probability at most ``tail``."""
+        def isf(rows, scale):
+            past = np.argmax(rows <= tail, axis=1)  # 0 when never: the grid's end then
+            x = np.where(rows[:, -1] <= tail, residual.SHAPE_GRID[past], residual.SHAPE_SPAN)
+            return x * scale
+
+        ends = [np.where(a > 0, isf(self.first[index], m1), 0.0)]
+        if self.second is not None:
+            ends.append(np.where(b > 0, isf(self.second[index], m2), 0.0))
+            both = a * b > 0
+            g12 = np.zeros_like(a)
+            if np.any(both):
+                g12[both] = isf(self._sum_rows(index[both], m1[both], m2[both]),
+                                (m1 + m2)[both])
+            ends.append(g12)
+        return ends
+
+
 def _solve_quantile(q: float, *, nodes: np.ndarray, weights: np.ndarray, x_cdf,
                     a: np.ndarray, m1: np.ndarray, s1: np.ndarray, b: np.ndarray,
                     m2: np.ndarray, s2: np.ndarray, exact_sum: bool, stable: np.ndarray,
-                    exact: Any, x_quantile) -> np.ndarray:
+                    exact: Any, x_quantile, shapes: _Shapes | None = None) -> np.ndarray:
     """Solve ``F(t) = q`` for ``TTFT = X + W1 + W2`` at every point (scipy's ``find_root``).
 
     ``F(t) = (1-a)(1-b) F_X(t) + sum_i w_i [1{x_i <= t} - (1-a)(1-b) 1{x_i <= t}
     - P(W > t - x_i, W > 0)]``: the atom at zero uses the exact CDF of ``X``, the rest
-    the quantised nodes.
+    the quantised nodes. The waits' conditional laws are gammas of SCV ``s1``, ``s2``
+    (:func:`_wait_sf`), or with ``shapes`` the residual law's tabulated shapes
+    (:class:`_Shapes`).
     """
     if exact is not None:
         res = exact(q)
@@ -268,7 +335,8 @@ def _solve_quantile(q: float, *, nodes: np.ndarray, weights: np.ndarray, x_cdf,
         # chains past the work bound (named by _exact_mdc's warning): the general solver
         general = _solve_quantile(q, nodes=nodes, weights=weights, x_cdf=x_cdf, a=a, m1=m1,
                                   s1=s1, b=b, m2=m2, s2=s2, exact_sum=exact_sum,
-                                  stable=stable, exact=None, x_quantile=x_quantile)
+                                  stable=stable, exact=None, x_quantile=x_quantile,
+                                  shapes=shapes)
         return np.where(np.isnan(res), general, res)
     shape = a.shape
     law = [np.ravel(np.broadcast_to(v, shape)) for v in (a, m1, s1, b, m2, s2)]
@@ -277,15 +345,21 @@ def _solve_quantile(q: float, *, nodes: np.ndarray, weights: np.ndarray, x_cdf,
     ok = st_.astype(bool)
     if not np.any(ok):
         return res.reshape(shape)
-    args = tuple(v[ok] for v in law)
+    index = np.flatnonzero(ok).astype(float)  # each point's row in the shapes
+    args = (*(v[ok] for v in law), index)
 
-    def excess(t: np.ndarray, a, m1, s1, b, m2, s2) -> np.ndarray:
+    def excess(t: np.ndarray, a, m1, s1, b, m2, s2, index) -> np.ndarray:
         """``F(t) - q``; ``find_root`` passes only the points still being solved."""
         zero = (1 - a) * (1 - b)
         y = t[:, None] - nodes[None, :]
         pos = y >= 0
-        sf = _wait_sf(np.where(pos, y, 0.0), *(v[:, None] for v in (a, m1, s1, b, m2, s2)),
-                      exact_sum=exact_sum)
+        y = np.where(pos, y, 0.0)
+        if shapes is None:
+            sf = _wait_sf(y, *(v[:, None] for v in (a, m1, s1, b, m2, s2)),
+                          exact_sum=exact_sum)
+        else:
+            sf = shapes.wait_sf(y, index.astype(np.int64), a[:, None], m1[:, None],
+                                b[:, None], m2[:, None])
         # P(W > 0, X + W <= t) from the nodes; P(W = 0, X <= t) exactly
         smooth = ((1 - zero)[:, None] - sf) * pos
         return zero * x_cdf(t) + smooth @ weights - q
@@ -293,17 +367,20 @@ def _solve_quantile(q: float, *, nodes: np.ndarray, weights: np.ndarray, x_cdf,
     # bracket: X >= 0 and W >= 0 give t >= x_q. Above: each of the (at most three)
     # waiting components is past y with probability <= e, so P(W > y) <= e, and
     # P(X + W > x_{1-e} + y) <= 2e = 1 - q
-    a_, m1_, s1_, b_, m2_, s2_ = args
+    a_, m1_, s1_, b_, m2_, s2_, index_ = args
     lo = np.full(a_.shape, x_quantile(q))
     tail = (1.0 - q) / 2.0
-    ends = [np.where(a_ > 0, _gamma_isf(tail, m1_, s1_), 0.0),
-            np.where(b_ > 0, _gamma_isf(tail, m2_, s2_), 0.0)]
-    if not exact_sum:
-        ends.append(np.where(a_ * b_ > 0, _gamma_isf(tail, *_sum_law(m1_, s1_, m2_, s2_)),
-                             0.0))
-    else:  # P(G1 + G2 > y1 + y2) <= P(G1 > y1) + P(G2 > y2)
-        ends.append(np.where(a_ * b_ > 0, _gamma_isf(tail / 2, m1_, s1_)
-                             + _gamma_isf(tail / 2, m2_, s2_), 0.0))
+    if shapes is not None:
+        ends = shapes.wait_isf(tail, index_.astype(np.int64), a_, m1_, b_, m2_)
+    else:
+        ends = [np.where(a_ > 0, _gamma_isf(tail, m1_, s1_), 0.0),
+                np.where(b_ > 0, _gamma_isf(tail, m2_, s2_), 0.0)]
+        if not exact_sum:
+            ends.append(np.where(a_ * b_ > 0,
+                                 _gamma_isf(tail, *_sum_law(m1_, s1_, m2_, s2_)), 0.0))
+        else:  # P(G1 + G2 > y1 + y2) <= P(G1 > y1) + P(G2 > y2)
+            ends.append(np.where(a_ * b_ > 0, _gamma_isf(tail / 2, m1_, s1_)
+                                 + _gamma_isf(tail / 2, m2_, s2_), 0.0))
     hi = np.maximum(x_quantile(1.0 - tail) + np.maximum.reduce(ends), lo)
     at_lo = excess(lo, *args) >= 0  # the atom of W at 0 already reaches q
     res_ok = lo.copy()
@@ -353,10 +430,12 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
     arrival_rate_per_s, num_gpus, prefill_gpus, decode_gpus : array_like, optional
         Override the workload's rate and the cluster's GPU counts with arrays (numpy or
         xarray) that broadcast together: one call prices a whole grid.
-    wait_law : {"gamma", "exponential"}
-        Law of each wait given that it is positive: a gamma with the method's mean and
-        the squared coefficient of variation of :func:`analytic.conditional_wait_scv`
-        (default), or an exponential with the method's mean (exact for M/M/c only).
+    wait_law : {"residual", "gamma", "exponential"}
+        Law of each wait given that it is positive, always with the method's mean: the
+        shape of a geometric sum of the least of ``c ** (1/4)`` residual services
+        (:mod:`analytic.residual`; the default, exact for M/G/1), a gamma with the
+        squared coefficient of variation of :func:`analytic.conditional_wait_scv`, or
+        an exponential (exact for M/M/c only).
     linking : {"timescale", "qna", "poisson"}
         Arrival variability of the decode pool: :func:`analytic.linked_arrival_scv`
         (default), QNA's departure SCV (:func:`analytic.departure_scv`), or 1.
@@ -415,6 +494,7 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
 
     gamma = wait_law == "gamma"
     exact = None
+    shapes = None
     if mono:
         c = queues._arr("num_gpus", arrays["c"], low=1.0, whole=True)
         es = ep / rp + eo / rd
@@ -429,9 +509,12 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
                                          _service_skew((p_dist, rp), (o_dist, rd)), c) \
             if gamma else np.ones_like(a)
         b, m2, s2 = np.zeros_like(a), np.ones_like(a), np.ones_like(a)
+        if wait_law == "residual":
+            shapes = _Shapes(_Shapes.build(((p_dist, rp), (o_dist, rd)), util["gpu"], c,
+                                           stable & (a > 0)), None)
         ca2_dec = None
         if vp == 0.0 and vo == 0.0:  # M/D/c: the exact waiting-time law
-            exact = _exact_mdc(lam, es, c, stable, ep * x_scale + first)
+            exact = _exact_mdc(lam, es, c, stable, ep * x_scale + first, wait_law)
     else:
         c1 = queues._arr("prefill_gpus", arrays["c1"], low=1.0, whole=True)
         c2 = queues._arr("decode_gpus", arrays["c2"], low=1.0, whole=True)
@@ -455,6 +538,10 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
         waits, probs = {"prefill": w1, "decode": np.where(stable, w2, np.inf)}, \
             {"prefill": p1, "decode": p2}
         a, m1, b, m2 = p1, _conditional_mean(p1, w1), p2, _conditional_mean(p2, w2)
+        if wait_law == "residual":
+            shapes = _Shapes(
+                _Shapes.build(((p_dist, 1.0),), util["prefill"], c1, stable & (a > 0)),
+                _Shapes.build(((o_dist, 1.0),), util["decode"], c2, stable & (b > 0)))
         if gamma:
             s1 = queues.conditional_wait_scv(np.minimum(util["prefill"], 1.0),
                                              _service_skew((p_dist, 1.0)), c1)
@@ -464,7 +551,8 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
             s1, s2 = np.ones_like(a), np.ones_like(b)
     law = {"nodes": nodes, "weights": p_weights, "x_cdf": x_cdf, "a": np.asarray(a, float),
            "m1": m1, "s1": np.asarray(s1, float), "b": np.asarray(b, float), "m2": m2,
-           "s2": np.asarray(s2, float), "exact_sum": not gamma,
+           "s2": np.asarray(s2, float), "exact_sum": wait_law == "exponential",
+           "shapes": shapes,
            "stable": np.asarray(stable), "exact": exact, "x_quantile": x_quantile}
     return TTFTEstimate(
         mode=cluster.mode, method=method, wait_law=wait_law, linking=linking,
@@ -498,9 +586,10 @@ def _service_skew(*terms: tuple[TokenDist, float]) -> float:
     return (mu3 + 3 * m * var + m**3) * m / s2**2
 
 
-def _exact_mdc(lam, es, c, stable, offset):
+def _exact_mdc(lam, es, c, stable, offset, wait_law):
     """Quantiles from the exact M/D/c law; ``nan`` where its chain is past the work bound
-    (:class:`analytic.mdc.MDcTooLarge`, warned once by name)."""
+    (:class:`analytic.mdc.MDcTooLarge`, warned once by name: ``wait_law`` is used
+    there)."""
     from .mdc import MDcTooLarge, mdc_wait, warn_fallback
 
     def quantile(q: float) -> np.ndarray:
@@ -516,7 +605,7 @@ def _exact_mdc(lam, es, c, stable, offset):
                     continue
                 out[idx] = offset + w.quantile(q)
         warn_fallback("TTFT quantile: the exact M/D/c chain is too large", errors,
-                      instead="the two-moment law")
+                      instead=f"the {wait_law} wait law")
         return out
 
     return quantile

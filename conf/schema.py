@@ -32,7 +32,7 @@ class AppConfig(Settings):
     engine: str = "fast"  # fast (exact FIFO recursion) | simpy (event-driven, general)
     progress: bool | None = None
     method: str = "kimura"
-    wait_law: str | None = None  # python -m analytic: gamma (default) | exponential
+    wait_law: str | None = None  # python -m analytic: residual (default) | gamma | exponential
     linking: str | None = None  # python -m analytic: timescale (default) | qna | poisson
     output: str = "auto"  # auto (a table on a terminal, else JSON) | table | json
 

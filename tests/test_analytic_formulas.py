@@ -249,7 +249,7 @@ def test_summary_and_dataset_carry_the_same_numbers_with_units():
 
     grid = analytic.estimate(WL, cl, method="whitt93", arrival_rate_per_s=[2.0, 3.0])
     ds = grid.to_xarray(quantiles=(0.9,))
-    assert ds.attrs == {"mode": "disagg", "method": "whitt93", "wait_law": "gamma",
+    assert ds.attrs == {"mode": "disagg", "method": "whitt93", "wait_law": "residual",
                         "linking": "timescale"}
     assert set(ds.data_vars) == {
         "mean_ttft_s", "p90_ttft_s", "stable", "mean_wait_prefill_s", "mean_wait_decode_s",
@@ -294,28 +294,31 @@ def test_too_large_chain_message_is_consistent():
     assert stats.poisson.sf(transitions - 1, 4.0) < 1e-17 < stats.poisson.sf(20, 4.0)
 
 
-def test_ttft_quantile_past_the_bound_is_the_two_moment_law_and_says_so():
+def test_ttft_quantile_past_the_bound_is_the_wait_law_and_says_so():
     """Fixed tokens (M/D/c): exact law where the chain fits; at rho = 1 - 1e-6 the chain
-    is too large, and the quantile is ``x`` plus the atom-plus-exponential wait quantile,
-    with a warning naming the point (service 0.5 s, so rho is lam D / c, not lam/D/c)."""
+    is too large, and the quantile is ``x`` plus the wait law's quantile, with a warning
+    naming the point and the law (service 0.5 s, so rho is lam D / c, not lam/D/c). So
+    close to saturation both laws are the atom-plus-exponential (the residual law's
+    heavy-traffic limit, tabulated: within 1e-4)."""
     from analytic.mdc import ExactFallbackWarning
 
     wl = spec.Workload(1.0, spec.TokenDist.fixed(500), spec.TokenDist.fixed(50))
     cl = spec.MonolithicCluster(4, 2000.0, 200.0)  # 0.25 s + 0.25 s a request
     rate = np.array([4.0, 0.999999 * 8.0])
-    with pytest.warns(ExactFallbackWarning) as caught:
-        est = analytic.estimate(wl, cl, arrival_rate_per_s=rate)
-        p90 = est.quantile(0.9)
-    said = [str(c.message) for c in caught]
-    assert ("P(W > 0): the exact M/D/c chain is too large at 1 point(s) (M/D/4 at "
-            "rho = 0.999999); Erlang C's delay probability used there instead") in said, said
-    assert ("TTFT quantile: the exact M/D/c chain is too large at 1 point(s) (M/D/4 at "
-            "rho = 0.999999); the two-moment law used there instead") in said, said
     x = 500 / 2000.0 + 1 / 200.0
     law = analytic.mdc_wait(4.0, 0.5, 4)
-    assert p90[0] == pytest.approx(x + law.quantile(0.9), rel=1e-9)
-    w, p = est.mean_wait_s["gpu"][1], est.delay_probability["gpu"][1]
-    assert p90[1] == pytest.approx(x + ref.exponential_wait_quantile(0.9, w, p), rel=1e-6)
+    for wait_law, rel in (("residual", 1e-4), ("gamma", 1e-6)):
+        with pytest.warns(ExactFallbackWarning) as caught:
+            est = analytic.estimate(wl, cl, arrival_rate_per_s=rate, wait_law=wait_law)
+            p90 = est.quantile(0.9)
+        said = [str(c.message) for c in caught]
+        assert ("P(W > 0): the exact M/D/c chain is too large at 1 point(s) (M/D/4 at "
+                "rho = 0.999999); Erlang C's delay probability used there instead") in said
+        assert ("TTFT quantile: the exact M/D/c chain is too large at 1 point(s) (M/D/4 at "
+                f"rho = 0.999999); the {wait_law} wait law used there instead") in said, said
+        assert p90[0] == pytest.approx(x + law.quantile(0.9), rel=1e-9)
+        w, p = est.mean_wait_s["gpu"][1], est.delay_probability["gpu"][1]
+        assert p90[1] == pytest.approx(x + ref.exponential_wait_quantile(0.9, w, p), rel=rel)
 
 
 @pytest.mark.parametrize("cluster", [

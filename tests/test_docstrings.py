@@ -27,3 +27,20 @@ def test_every_module_with_examples_is_listed():
         for pkg in ("spec", "analytic", "simulation", "validate", "reports", "conf")
         for p in (root / pkg).rglob("*.py") if ">>> " in p.read_text())
     assert found == sorted(MODULES)
+
+
+def test_text_files_hold_no_control_characters():
+    """A ``\\f`` or ``\\t`` written by an unescaped ``\\frac`` or ``\\tau`` breaks the
+    math silently (Sphinx builds it as text): docs, README and sources hold none."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    files = [*root.glob("*.md"), *(root / "docs").glob("*.md"),
+             *(p for pkg in ("spec", "analytic", "simulation", "validate", "reports", "conf",
+                             "fileio", "tests", "scripts", "benchmarks")
+               for p in (root / pkg).rglob("*.py"))]
+    bad = [f"{p.relative_to(root)}: {m.group()!r} at {m.start()}"
+           for p in files for m in [re.search(r"[\x00-\x08\x0b-\x0c\x0e-\x1f]",
+                                              p.read_text(encoding="utf-8"))] if m]
+    assert not bad, bad

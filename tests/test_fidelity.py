@@ -114,22 +114,27 @@ def holdout() -> xr.Dataset:
     return fid.price_grid(doc["points"], spec.config_from_mapping(doc["base_config"]), FORMS)
 
 
-def _assert_targets(ds: xr.Dataset) -> None:
+def _assert_targets(ds: xr.Dataset, stats=tuple(fid.TARGETS)) -> None:
     """Issue 14: mean TTFT within 5 % at >= 98 % of the judged points with load <= 0.9,
     P90 within 10 % at >= 95 %, P99 within 15 % at >= 90 %. A point is judged when the
     simulation's 95 % CI half-width is at most half the tolerance; at least 95 % of the
     points must be judged for every statistic, so the check cannot pass by judging few."""
     f = fid.fidelity(ds).sel(source="default")
-    for stat, target in fid.TARGETS.items():
-        assert float(f.within.sel(statistic=stat)) >= target, stat
+    for stat in stats:
+        assert float(f.within.sel(statistic=stat)) >= fid.TARGETS[stat], stat
         assert int(f.judged.sel(statistic=stat)) >= 0.95 * int(f.n_points), stat
 
 
-def test_default_closed_form_meets_the_issue_targets_up_to_sigma_09(priced):
-    """The targets on the grid's 310 points of token sigma 0.3 and 0.9 with load <= 0.9.
-    At sigma 1.5 the default is short of them (mean within 5 % at 87 % of those points,
-    P99 within 15 % at 70 %: docs/theory.md), the part of issue 14 still open."""
-    _assert_targets(priced.where(priced.token_sigma <= 0.9, drop=True))
+def test_default_closed_form_meets_the_percentile_targets_on_the_whole_grid(priced):
+    """P90 and P99 on all 465 points with load <= 0.9, token sigma up to 1.5."""
+    _assert_targets(priced, ("p90_ttft_s", "p99_ttft_s"))
+
+
+def test_default_closed_form_meets_the_mean_target_up_to_sigma_09(priced):
+    """The mean on the 310 points of token sigma 0.3 and 0.9. At sigma 1.5 the mean is
+    within 5 % at only 87 % of the points (docs/theory.md): the part of issue 14 still
+    open."""
+    _assert_targets(priced.where(priced.token_sigma <= 0.9, drop=True), ("mean_ttft_s",))
 
 
 def test_default_closed_form_meets_the_issue_targets_out_of_sample(holdout):

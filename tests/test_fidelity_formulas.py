@@ -165,7 +165,7 @@ def test_fixed_prompt_ttft_quantile_is_the_gamma_wait_quantile():
     wl = spec.Workload(1.5, spec.TokenDist.fixed(800), spec.TokenDist.lognormal(
         math.log(200), 1.0))
     cl = spec.MonolithicCluster(1, 8000.0, 1000.0)
-    est = analytic.estimate(wl, cl)
+    est = analytic.estimate(wl, cl, wait_law="gamma")
     x = 800 / 8000.0 + 1 / 1000.0
     skew = ref.skew_of_sum([(wl.prompt_tokens, 8000.0), (wl.output_tokens, 1000.0)])
     scv = ref.conditional_wait_scv(float(est.utilisation["gpu"]), skew, 1)
@@ -179,7 +179,7 @@ def test_fixed_prompt_ttft_quantile_is_the_gamma_wait_quantile():
 
 def test_bad_choices_are_refused_by_name():
     cfg = spec.default_config()
-    with pytest.raises(ValueError, match=r"wait_law = 'weibull': must be one of gamma"):
+    with pytest.raises(ValueError, match=r"wait_law = 'weibull': must be one of residual, gamma"):
         analytic.estimate(cfg.workload, cfg.cluster_mono, wait_law="weibull")
     with pytest.raises(ValueError, match=r"linking = 'x': must be one of timescale"):
         analytic.estimate(cfg.workload, cfg.cluster_disagg, linking="x")

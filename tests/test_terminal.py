@@ -84,7 +84,7 @@ def test_each_app_has_its_own_help():
 def test_analytic_title_names_the_wait_law_and_linking_in_use():
     default = app("analytic", "mode=both", "output=table")
     assert default.stdout.startswith("python -m analytic: serving fifo, method kimura, "
-                                     "gamma wait, timescale linking, arrival rate 2 req/s")
+                                     "residual wait, timescale linking, arrival rate 2 req/s")
     chosen = app("analytic", "mode=disagg", "output=table", "wait_law=exponential",
                  "linking=qna")
     assert chosen.stdout.startswith("python -m analytic: serving fifo, method kimura, "
