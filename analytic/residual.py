@@ -146,7 +146,7 @@ def wait_shape(survival, utilisation: float, residuals: float) -> np.ndarray:
     needs them to span 1.5 ``SHAPE_SPAN`` conditional means, each cell's mass split
     equally between its two ends (which keeps the cell's mean when the density is flat
     across it; the mass past the grid goes to the last point); the sum's law is
-    :math:`\mathcal F^{-1}[(1-\rho)\phi_M / (1 - \rho\phi_M)]` on twice the grid (no
+    :math:`\mathrm{IFFT}[(1-\rho)\phi_M / (1 - \rho\phi_M)]` on twice the grid (no
     wrap-around), and its mean ``E[M] / (1 - rho)`` is taken on the grid too.
     """
     return _shape(*_log_grid(survival), utilisation, residuals)
