@@ -5,9 +5,12 @@ operations in the same order, so every request gets the very same times (tested 
 bit on random workloads of every policy, with preemption and transfer). What differs is
 only the machinery:
 
-- per-request state lives in arrays; waiting queues, running batches, the items of a
-  step and the FIFO of finished prefills are doubly linked lists threaded through
-  per-request arrays (O(1) append, prepend, pop and removal, O(requests) memory);
+- per-request state lives in a ring of slots (request ``id`` in slot ``id % K`` from its
+  arrival to its end, when its times leave as one record); waiting queues, running
+  batches, the items of a step and the FIFO of finished prefills are doubly linked
+  lists threaded through the slots (O(1) append, prepend, pop and removal); memory
+  follows the requests in flight, not the stream's length, so :func:`run_batched_fast`
+  streams any number of requests;
 - the clock takes the earliest of the instances' step ends, a heap of transfer ends
   ordered by (end, start sequence) and the next arrival; each instant is handled as the
   SimPy model's *resolve* handles it (step ends by instance, transfers by start order,
@@ -20,8 +23,8 @@ Closed loops run on the SimPy model (:func:`simulation.runner` picks it).
 
 from __future__ import annotations
 
-import heapq
 import math
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -46,67 +49,204 @@ CHUNK, TOKEN = 0, 1
 NONE = -1
 
 
-def _core(arrival, event, p0, out, kind, qid, block, max_seqs, budget, cap, policy, kv_blocks,
-          form, coeffs, entry0, entry1, dec0, dec1, routing, first_at_prefill, latency,
-          per_token, lo, hi, n_queues):
-    """The engine (numba-compiled by :func:`_compiled`; plain Python otherwise)."""
-    n = arrival.shape[0]
+# Rows of the engine's state matrices (one row per variable, so that growing the ring
+# or handing the state between calls moves a handful of arrays).
+(PROMPT, P0, OUT, COMPUTED, GENERATED, BLOCKS, WHERE, PHASE, NPRE, ITEM_KIND, ITEM_N,
+ PEND_DST, PEND_BLOCKS, Q_NEXT, Q_PREV, R_NEXT, R_PREV, I_NEXT, I_PREV, IDENT) = range(20)
+RING_INT_ROWS = 20
+#: links between request slots: rewritten when the ring grows
+LINK_ROWS = (Q_NEXT, Q_PREV, R_NEXT, R_PREV, I_NEXT, I_PREV)
+(ARRIVAL, T_PS, T_PE, T_TS, T_TE, T_AD, T_F, T_L) = range(8)
+RING_FLOAT_ROWS = 8
+(FREE, INCOMING, BUSY, TOKENS, PREEMPTIONS, STEPS, BATCH_SUM, PRE_W, R_HEAD, R_TAIL, R_LEN,
+ I_HEAD, I_TAIL, I_LEN) = range(14)
+INST_INT_ROWS = 14
+(STEP_END, BUSY_S, KV_BLOCK_S, LAST_T) = range(4)
+INST_FLOAT_ROWS = 4
+(Q_HEAD, Q_TAIL, Q_LEN) = range(3)
+(H_SEQ, H_SLOT, H_DST) = range(3)
+(OUT_ID, OUT_NPRE, OUT_P0, OUT_OUT) = range(4)
+# scalars: finished, transfer sequence, round robin, error, next arrival id, records in
+# the output buffer, heap size, why the engine returned
+(S_FIN, S_SEQ, S_RR, S_ERR, S_NXT, S_OUTN, S_HLEN, S_STATUS) = range(8)
+#: why the engine returned: all arrivals served; it needs the next arrivals; its output
+#: buffer must be emptied; the ring of request slots must grow
+DONE, NEED_ARRIVALS, DRAIN, GROW = range(4)
+
+
+def _core(ri, rf, mi, mf, qi, hf, hq, st, itl_hist, itl_sum, of, oi, b_arrival, b_event,
+          b_p0, b_out, base, avail, final, kind, qid, block, max_seqs, budget, cap, policy,
+          kv_blocks, form, coeffs, entry0, entry1, dec0, dec1, routing, first_at_prefill,
+          latency, per_token, lo, hi, n_queues):
+    """The engine (numba-compiled by :func:`_compiled`; plain Python otherwise).
+
+    Resumable: every piece of state lives in the arrays passed in, and the engine returns
+    (its reason in ``st[S_STATUS]``) at the top of an instant when it needs the arrivals
+    after id ``avail``, when its output buffer ``of``/``oi`` could overflow, or when the
+    slot ``id % K`` of an arrival due next is still held. Request ``id`` lives in slot
+    ``id % K`` of the ring ``ri``/``rf`` from its arrival to its end, when its times are
+    written to the output buffer and the slot is freed.
+
+    The state rows are worked on as local copies, written back before each return: as
+    views of one matrix they may alias, which stops the compiler from keeping values in
+    registers (measured: the engine ran at half the speed).
+    """
     m = kind.shape[0]
+    ring = ri.shape[1]
+    out_cap = of.shape[1]
     nan = math.nan
-    prompt = p0.copy()
-    computed = np.zeros(n, np.int64)
-    generated = np.zeros(n, np.int64)
-    blocks = np.zeros(n, np.int64)
-    where = np.full(n, NONE, np.int64)
-    phase = np.zeros(n, np.int64)
-    t_pre_start = np.full(n, nan)
-    t_pre_end = np.full(n, nan)
-    t_tr_start = np.full(n, nan)
-    t_tr_end = np.full(n, nan)
-    t_admit = np.full(n, nan)
-    t_first = np.full(n, nan)
-    t_last = np.full(n, nan)
-    n_preempt = np.zeros(n, np.int64)
-    item_kind = np.zeros(n, np.int64)
-    item_n = np.full(n, -1, np.int64)  # -1: not in the coming step
-    pend_dst = np.full(n, NONE, np.int64)
-    pend_blocks = np.zeros(n, np.int64)
+    prompt = ri[PROMPT].copy()
+    p0 = ri[P0].copy()
+    out = ri[OUT].copy()
+    computed = ri[COMPUTED].copy()
+    generated = ri[GENERATED].copy()
+    blocks = ri[BLOCKS].copy()
+    where = ri[WHERE].copy()
+    phase = ri[PHASE].copy()
+    n_preempt = ri[NPRE].copy()
+    item_kind = ri[ITEM_KIND].copy()
+    item_n = ri[ITEM_N].copy()  # -1: not in the coming step
+    pend_dst = ri[PEND_DST].copy()
+    pend_blocks = ri[PEND_BLOCKS].copy()
+    ident = ri[IDENT].copy()  # the request in a slot, NONE when free
     # linked lists: queues (waiting and the decode FIFO), running batches, step items
-    q_next = np.full(n, NONE, np.int64)
-    q_prev = np.full(n, NONE, np.int64)
-    q_head = np.full(n_queues, NONE, np.int64)
-    q_tail = np.full(n_queues, NONE, np.int64)
-    q_len = np.zeros(n_queues, np.int64)
-    r_next = np.full(n, NONE, np.int64)
-    r_prev = np.full(n, NONE, np.int64)
-    r_head = np.full(m, NONE, np.int64)
-    r_tail = np.full(m, NONE, np.int64)
-    r_len = np.zeros(m, np.int64)
-    i_next = np.full(n, NONE, np.int64)
-    i_prev = np.full(n, NONE, np.int64)
-    i_head = np.full(m, NONE, np.int64)
-    i_tail = np.full(m, NONE, np.int64)
-    i_len = np.zeros(m, np.int64)
+    q_next = ri[Q_NEXT].copy()
+    q_prev = ri[Q_PREV].copy()
+    r_next = ri[R_NEXT].copy()
+    r_prev = ri[R_PREV].copy()
+    i_next = ri[I_NEXT].copy()
+    i_prev = ri[I_PREV].copy()
+    arrival = rf[ARRIVAL].copy()
+    t_pre_start = rf[T_PS].copy()
+    t_pre_end = rf[T_PE].copy()
+    t_tr_start = rf[T_TS].copy()
+    t_tr_end = rf[T_TE].copy()
+    t_admit = rf[T_AD].copy()
+    t_first = rf[T_F].copy()
+    t_last = rf[T_L].copy()
+    q_head = qi[Q_HEAD].copy()
+    q_tail = qi[Q_TAIL].copy()
+    q_len = qi[Q_LEN].copy()
     # instances
-    free = kv_blocks.copy()
-    incoming = np.zeros(m, np.int64)
-    busy = np.zeros(m, np.bool_)
-    step_end = np.full(m, math.inf)
-    tokens = np.zeros(m, np.int64)
-    preemptions = np.zeros(m, np.int64)
-    steps = np.zeros(m, np.int64)
-    batch_sum = np.zeros(m, np.int64)
-    busy_s = np.zeros(m)
-    kv_block_s = np.zeros(m)
-    preempted_in_window = np.zeros(m, np.int64)
-    last_t = np.zeros(m)
-    itl_hist = np.zeros(ITL_BINS, np.int64)
-    itl_sum = np.zeros(3)  # the sum of gaps; the last gap seen and its bin
-    # scalars kept in small arrays (closures may not rebind them)
-    st = np.zeros(4, np.int64)  # 0: finished, 1: transfer sequence, 2: round-robin, 3: error
+    free = mi[FREE].copy()
+    incoming = mi[INCOMING].copy()
+    busy = mi[BUSY].copy()
+    tokens = mi[TOKENS].copy()
+    preemptions = mi[PREEMPTIONS].copy()
+    steps = mi[STEPS].copy()
+    batch_sum = mi[BATCH_SUM].copy()
+    preempted_in_window = mi[PRE_W].copy()
+    r_head = mi[R_HEAD].copy()
+    r_tail = mi[R_TAIL].copy()
+    r_len = mi[R_LEN].copy()
+    i_head = mi[I_HEAD].copy()
+    i_tail = mi[I_TAIL].copy()
+    i_len = mi[I_LEN].copy()
+    step_end = mf[STEP_END].copy()
+    busy_s = mf[BUSY_S].copy()
+    kv_block_s = mf[KV_BLOCK_S].copy()
+    last_t = mf[LAST_T].copy()
+    # transfers in flight: a binary heap ordered by (end, start sequence)
+    h_seq = hq[H_SEQ].copy()
+    h_slot = hq[H_SLOT].copy()
+    h_dst = hq[H_DST].copy()
+
+    def save():  # the working copies back into the state (locals optimise better)
+        ri[PROMPT][:] = prompt
+        ri[P0][:] = p0
+        ri[OUT][:] = out
+        ri[COMPUTED][:] = computed
+        ri[GENERATED][:] = generated
+        ri[BLOCKS][:] = blocks
+        ri[WHERE][:] = where
+        ri[PHASE][:] = phase
+        ri[NPRE][:] = n_preempt
+        ri[ITEM_KIND][:] = item_kind
+        ri[ITEM_N][:] = item_n
+        ri[PEND_DST][:] = pend_dst
+        ri[PEND_BLOCKS][:] = pend_blocks
+        ri[IDENT][:] = ident
+        ri[Q_NEXT][:] = q_next
+        ri[Q_PREV][:] = q_prev
+        ri[R_NEXT][:] = r_next
+        ri[R_PREV][:] = r_prev
+        ri[I_NEXT][:] = i_next
+        ri[I_PREV][:] = i_prev
+        rf[ARRIVAL][:] = arrival
+        rf[T_PS][:] = t_pre_start
+        rf[T_PE][:] = t_pre_end
+        rf[T_TS][:] = t_tr_start
+        rf[T_TE][:] = t_tr_end
+        rf[T_AD][:] = t_admit
+        rf[T_F][:] = t_first
+        rf[T_L][:] = t_last
+        qi[Q_HEAD][:] = q_head
+        qi[Q_TAIL][:] = q_tail
+        qi[Q_LEN][:] = q_len
+        mi[FREE][:] = free
+        mi[INCOMING][:] = incoming
+        mi[BUSY][:] = busy
+        mi[TOKENS][:] = tokens
+        mi[PREEMPTIONS][:] = preemptions
+        mi[STEPS][:] = steps
+        mi[BATCH_SUM][:] = batch_sum
+        mi[PRE_W][:] = preempted_in_window
+        mi[R_HEAD][:] = r_head
+        mi[R_TAIL][:] = r_tail
+        mi[R_LEN][:] = r_len
+        mi[I_HEAD][:] = i_head
+        mi[I_TAIL][:] = i_tail
+        mi[I_LEN][:] = i_len
+        mf[STEP_END][:] = step_end
+        mf[BUSY_S][:] = busy_s
+        mf[KV_BLOCK_S][:] = kv_block_s
+        mf[LAST_T][:] = last_t
+        hq[H_SEQ][:] = h_seq
+        hq[H_SLOT][:] = h_slot
+        hq[H_DST][:] = h_dst
+
     fifo = n_queues - 1
-    heap = [(0.0, 0, 0, 0)]
-    heap.pop()
+
+    # ---------------------------------------------------------------- transfer heap
+    def h_less(a, b):
+        return hf[a] < hf[b] or (hf[a] == hf[b] and h_seq[a] < h_seq[b])
+
+    def h_swap(a, b):
+        hf[a], hf[b] = hf[b], hf[a]
+        h_seq[a], h_seq[b] = h_seq[b], h_seq[a]
+        h_slot[a], h_slot[b] = h_slot[b], h_slot[a]
+        h_dst[a], h_dst[b] = h_dst[b], h_dst[a]
+
+    def h_push(t, seq, r, d):
+        k = st[S_HLEN]
+        st[S_HLEN] += 1
+        hf[k] = t
+        h_seq[k] = seq
+        h_slot[k] = r
+        h_dst[k] = d
+        while k > 0:
+            p = (k - 1) // 2
+            if not h_less(k, p):
+                break
+            h_swap(k, p)
+            k = p
+
+    def h_pop():  # drops the root (read it first)
+        last = st[S_HLEN] - 1
+        st[S_HLEN] = last
+        h_swap(0, last)
+        k = 0
+        while True:
+            a = 2 * k + 1
+            if a >= last:
+                break
+            b = a + 1
+            if b < last and h_less(b, a):
+                a = b
+            if not h_less(a, k):
+                break
+            h_swap(a, k)
+            k = a
 
     # ---------------------------------------------------------------- lists
     # Three families of doubly linked lists over request ids (queues q_, running batches
@@ -226,12 +366,27 @@ def _core(arrival, event, p0, out, kind, qid, block, max_seqs, budget, cap, poli
         free[i] += blocks[r]
         blocks[r] = 0
         phase[r] = DONE
-        st[0] += 1
+        st[S_FIN] += 1
+        k = st[S_OUTN]  # the request's record leaves; its slot is free
+        st[S_OUTN] = k + 1
+        of[ARRIVAL, k] = arrival[r]
+        of[T_PS, k] = t_pre_start[r]
+        of[T_PE, k] = t_pre_end[r]
+        of[T_TS, k] = t_tr_start[r]
+        of[T_TE, k] = t_tr_end[r]
+        of[T_AD, k] = t_admit[r]
+        of[T_F, k] = t_first[r]
+        of[T_L, k] = t_last[r]
+        oi[OUT_ID, k] = ident[r]
+        oi[OUT_NPRE, k] = n_preempt[r]
+        oi[OUT_P0, k] = p0[r]
+        oi[OUT_OUT, k] = out[r]
+        ident[r] = NONE
 
     def pick():
         if routing == 1:
-            k = st[2]
-            st[2] = (k + 1) % (entry1 - entry0)
+            k = st[S_RR]
+            st[S_RR] = (k + 1) % (entry1 - entry0)
             return entry0 + k
         if routing == 2:
             return entry0
@@ -392,9 +547,9 @@ def _core(arrival, event, p0, out, kind, qid, block, max_seqs, budget, cap, poli
         dur = _step_time_s(form[i], coeffs[i], n_p, float(s_l), float(s_l2), float(s_lx),
                           float(s_x), n_d, float(s_c))
         if not dur > 0.0:
-            st[3] = 1 + i
+            st[S_ERR] = 1 + i
             return
-        busy[i] = True
+        busy[i] = 1
         busy_s[i] += overlap(t, t + dur, lo, hi)
         if lo <= t < hi:
             steps[i] += 1
@@ -403,7 +558,7 @@ def _core(arrival, event, p0, out, kind, qid, block, max_seqs, budget, cap, poli
 
     def finish_step(i, t):
         touch(i, t)
-        busy[i] = False
+        busy[i] = 0
         step_end[i] = math.inf
         r = i_head[i]
         while r != NONE:
@@ -475,49 +630,95 @@ def _core(arrival, event, p0, out, kind, qid, block, max_seqs, budget, cap, poli
             phase[r] = TRANSFER
             t_tr_start[r] = t
             dur = latency + computed[r] * per_token
-            seq = st[1]
-            st[1] += 1
+            seq = st[S_SEQ]
+            st[S_SEQ] += 1
             pend_dst[r] = best
             pend_blocks[r] = nb
             if dur > 0.0:
-                heapq.heappush(heap, (t + dur, seq, r, best))
+                h_push(t + dur, seq, r, best)
             else:
                 join_decode(r, best, t)
 
+    def arrive(t):
+        """Route the arrivals of instant ``t`` into their slots."""
+        while st[S_NXT] < avail and b_event[st[S_NXT] - base] == t:
+            j = st[S_NXT]
+            k = j - base
+            r = j % ring
+            ident[r] = j
+            arrival[r] = b_arrival[k]
+            p0[r] = b_p0[k]
+            prompt[r] = b_p0[k]
+            out[r] = b_out[k]
+            computed[r] = 0
+            generated[r] = 0
+            blocks[r] = 0
+            n_preempt[r] = 0
+            item_kind[r] = 0
+            item_n[r] = -1
+            pend_dst[r] = NONE
+            pend_blocks[r] = 0
+            t_pre_start[r] = nan
+            t_pre_end[r] = nan
+            t_tr_start[r] = nan
+            t_tr_end[r] = nan
+            t_admit[r] = nan
+            t_first[r] = nan
+            t_last[r] = nan
+            route(r, False)
+            st[S_NXT] = j + 1
+
     # ---------------------------------------------------------------- the clock
-    nxt_arrival = 0
     disagg = dec1 > dec0
     while True:
+        nxt = st[S_NXT]
+        if st[S_OUTN] + (nxt - st[S_FIN]) > out_cap:  # all in flight could end now
+            st[S_STATUS] = DRAIN
+            save()
+            return
+        if nxt < avail:  # the slots of the next instant's arrivals must be free
+            e0 = b_event[nxt - base]
+            j = nxt
+            while j < avail and b_event[j - base] == e0:
+                if j - nxt >= ring or ident[j % ring] != NONE:
+                    st[S_STATUS] = GROW
+                    save()
+                    return
+                j += 1
+        elif not final:
+            st[S_STATUS] = NEED_ARRIVALS
+            save()
+            return
         t = math.inf
         for i in range(m):
             if busy[i] and step_end[i] < t:
                 t = step_end[i]
-        if len(heap) > 0 and heap[0][0] < t:
-            t = heap[0][0]
-        if nxt_arrival < n and event[nxt_arrival] < t:
-            t = event[nxt_arrival]
+        if st[S_HLEN] > 0 and hf[0] < t:
+            t = hf[0]
+        if nxt < avail and b_event[nxt - base] < t:
+            t = b_event[nxt - base]
         if t == math.inf:
             break
         for i in range(m):
             if busy[i] and step_end[i] == t:
                 finish_step(i, t)
-        while len(heap) > 0 and heap[0][0] == t:
-            _, _, r, d = heapq.heappop(heap)
+        while st[S_HLEN] > 0 and hf[0] == t:
+            r = h_slot[0]
+            d = h_dst[0]
+            h_pop()
             join_decode(r, d, t)
-        while nxt_arrival < n and event[nxt_arrival] == t:
-            route(nxt_arrival, False)
-            nxt_arrival += 1
+        arrive(t)
         if disagg:
             place_prefilled(t)
         for i in range(m):
             if not busy[i]:
                 start_step(i, t)
-                if st[3]:
+                if st[S_ERR]:
                     break
-        if st[3]:
+        if st[S_ERR]:
             break
-    return (t_pre_start, t_pre_end, t_tr_start, t_tr_end, t_admit, t_first, t_last, n_preempt,
-            st, steps, batch_sum, busy_s, kv_block_s, preempted_in_window, itl_hist, itl_sum)
+    st[S_STATUS] = DONE
+    save()
 
 
 _COMPILED = None
@@ -533,11 +734,11 @@ def _compiled():
     return _COMPILED
 
 
-def arrival_events(arrival_s: np.ndarray) -> np.ndarray:
+def arrival_events(arrival_s: np.ndarray, now: float = 0.0) -> np.ndarray:
     """SimPy's arrival instants: its arrival process waits ``a_i - now`` from the previous
-    instant, so ``e_i = e_{i-1} + (a_i - e_{i-1})`` when that gap is positive."""
+    instant, so ``e_i = e_{i-1} + (a_i - e_{i-1})`` when that gap is positive (``now``:
+    the instant before the first, to continue a stream)."""
     ev = np.empty_like(arrival_s)
-    now = 0.0
     for i, a in enumerate(arrival_s.tolist()):
         delay = a - now
         if delay > 0.0:
@@ -575,13 +776,89 @@ class FastBatchedEngine:
         return out
 
 
-def simulate_batched_fast(requests: Requests, cluster: BatchedColocated | BatchedDisaggregated,
-                          window_s: tuple[float, float] = (0.0, math.inf), *,
-                          compiled: bool = True) -> tuple[BatchedTimes, FastBatchedEngine]:
-    """:func:`simulation.batched.simulate_batched` for open-loop streams, compiled; the
-    same times and counters bit for bit. ``compiled=False`` runs the same code as plain
-    Python (slow; for debugging)."""
-    check_fits(cluster, requests.prompt_tokens, requests.output_tokens, 0)
+#: Request slots the ring starts with (it doubles while an arrival's slot is held).
+RING = 1024
+#: Records the output buffer of a streamed run holds, per slot of the ring.
+OUT_PER_SLOT = 4
+
+#: One record a finished request leaves: ``float`` rows ``ARRIVAL .. T_L``, ``int``
+#: rows ``OUT_ID, OUT_NPRE, OUT_P0, OUT_OUT``.
+Records = tuple[np.ndarray, np.ndarray]
+
+
+class _State:
+    """Everything the engine carries between calls (see :func:`_core`)."""
+
+    def __init__(self, ring: int, m: int, n_queues: int, kv_blocks: np.ndarray,
+                 out_cap: int) -> None:
+        i64 = np.int64
+        self.ri = np.zeros((RING_INT_ROWS, ring), i64)
+        self.ri[IDENT] = NONE
+        self.rf = np.full((RING_FLOAT_ROWS, ring), math.nan)
+        self.mi = np.zeros((INST_INT_ROWS, m), i64)
+        self.mi[FREE] = kv_blocks
+        for row in (R_HEAD, R_TAIL, I_HEAD, I_TAIL):
+            self.mi[row] = NONE
+        self.mf = np.zeros((INST_FLOAT_ROWS, m))
+        self.mf[STEP_END] = math.inf
+        self.qi = np.zeros((3, n_queues), i64)
+        self.qi[Q_HEAD] = NONE
+        self.qi[Q_TAIL] = NONE
+        self.hf = np.zeros(ring)
+        self.hq = np.zeros((3, ring), i64)
+        self.st = np.zeros(8, i64)
+        self.itl_hist = np.zeros(ITL_BINS, i64)
+        self.itl_sum = np.zeros(3)  # the sum of gaps; the last gap seen and its bin
+        self.of = np.empty((RING_FLOAT_ROWS, out_cap))
+        self.oi = np.empty((4, out_cap), i64)
+
+    def arrays(self) -> tuple:
+        return (self.ri, self.rf, self.mi, self.mf, self.qi, self.hf, self.hq, self.st,
+                self.itl_hist, self.itl_sum, self.of, self.oi)
+
+    def take(self) -> Records:
+        """The records written since the last take (copies), and an empty buffer."""
+        k = int(self.st[S_OUTN])
+        self.st[S_OUTN] = 0
+        return self.of[:, :k].copy(), self.oi[:, :k].copy()
+
+    def grow(self) -> None:
+        """Double the ring: each request moves to slot ``id % 2K`` and every link to it
+        is rewritten (the requests in flight span fewer than ``K`` ids, so none
+        collide)."""
+        ring = self.ri.shape[1]
+        new = 2 * ring
+        held = np.flatnonzero(self.ri[IDENT] != NONE)
+        moved = np.full(ring + 1, NONE, np.int64)  # index -1 (NONE) maps to NONE
+        moved[held] = self.ri[IDENT, held] % new
+        ri = np.zeros((RING_INT_ROWS, new), np.int64)
+        ri[IDENT] = NONE
+        ri[:, moved[held]] = self.ri[:, held]
+        for row in LINK_ROWS:
+            ri[row, moved[held]] = moved[self.ri[row, held]]
+        rf = np.full((RING_FLOAT_ROWS, new), math.nan)
+        rf[:, moved[held]] = self.rf[:, held]
+        for row in (R_HEAD, R_TAIL, I_HEAD, I_TAIL):
+            self.mi[row] = moved[self.mi[row]]
+        for row in (Q_HEAD, Q_TAIL):
+            self.qi[row] = moved[self.qi[row]]
+        h = int(self.st[S_HLEN])
+        hf = np.zeros(new)
+        hf[:h] = self.hf[:h]
+        hq = np.zeros((3, new), np.int64)
+        hq[:, :h] = self.hq[:, :h]
+        hq[H_SLOT, :h] = moved[self.hq[H_SLOT, :h]]
+        self.ri, self.rf, self.hf, self.hq = ri, rf, hf, hq
+        k = int(self.st[S_OUTN])  # the buffer holds more than the ring: no endless drain
+        of = np.empty((RING_FLOAT_ROWS, OUT_PER_SLOT * new))
+        oi = np.empty((4, OUT_PER_SLOT * new), np.int64)
+        of[:, :k] = self.of[:, :k]
+        oi[:, :k] = self.oi[:, :k]
+        self.of, self.oi = of, oi
+
+
+def _settings(cluster: BatchedColocated | BatchedDisaggregated, window_s):
+    """The engine's per-instance arrays and scalars, and the pools' instance ranges."""
     kinds, qids, cfgs, pools = [], [], [], {}
     n_pools = 0
     for pool, count, inst in cluster.pools():
@@ -610,10 +887,8 @@ def simulate_batched_fast(requests: Requests, cluster: BatchedColocated | Batche
     for i, inst in enumerate(cfgs):
         c = inst.step_profile.coeffs
         coeffs[i, :len(c)] = c
-    a = np.ascontiguousarray(requests.arrival_s, dtype=np.float64)
     i64 = np.int64
-    args = (a, arrival_events(a), requests.prompt_tokens.astype(i64),
-            requests.output_tokens.astype(i64), np.array(kinds, i64), np.array(qids, i64),
+    args = (np.array(kinds, i64), np.array(qids, i64),
             np.array([x.block_size for x in cfgs], i64),
             np.array([x.max_num_seqs for x in cfgs], i64),
             np.array([x.max_num_batched_tokens for x in cfgs], i64),
@@ -625,21 +900,103 @@ def simulate_batched_fast(requests: Requests, cluster: BatchedColocated | Batche
             entry[0], entry[1], dec[0], dec[1], ROUTING[cluster.routing],
             cluster.first_token == "prefill", float(latency), float(per_token),
             float(window_s[0]), float(window_s[1]), n_queues)
+    return args, cfgs, pools, n_queues
+
+
+def run_batched_fast(blocks: Iterable[Requests],
+                     cluster: BatchedColocated | BatchedDisaggregated,
+                     window_s: tuple[float, float], sink: Callable[[Records], None], *,
+                     ring: int = RING, compiled: bool = True) -> FastBatchedEngine:
+    """Run the compiled engine on a request stream given in pieces; each finished
+    request's record goes to ``sink`` (in batches, in the order requests finish).
+
+    Memory is that of the requests in flight (a ring of slots that doubles when an
+    arrival's slot is still held) and of one output buffer, whatever the stream's length.
+    The pieces are cut where the engine needs them: the arrivals of one instant are
+    always routed together, so the times are those of one whole-stream run, bit for bit.
+    """
+    args, cfgs, pools, n_queues = _settings(cluster, window_s)
+    m = len(cfgs)
+    state = _State(ring, m, n_queues, args[7], OUT_PER_SLOT * ring)
     core = _compiled() if compiled else _core
-    (t_ps, t_pe, t_ts, t_te, t_ad, t_f, t_l, n_pre, st, steps, batch_sum, busy_s, kv_block_s,
-     pre_w, itl_hist, itl_sum) = core(*args)
-    if st[3]:
-        inst = cfgs[int(st[3]) - 1]
-        raise ValueError(f"{inst.name}: profile {inst.step_profile.name!r} gives a step of "
-                         "<= 0 s; steps must take > 0 s")
-    n = len(a)
-    if st[0] != n:
-        raise RuntimeError(f"batched run ended with {n - int(st[0])} of {n} requests "
-                           "unfinished (a scheduling deadlock: please report it)")
+    empty_f, empty_i = np.empty(0), np.empty(0, np.int64)
+    arrival, event, p0, out = empty_f, empty_f, empty_i, empty_i
+    base = 0  # id of arrival[0]
+    now = 0.0  # the last arrival instant seen
+    pieces = iter(blocks)
+    final = False
+    avail = 0
+    while True:
+        core(*state.arrays(), arrival, event, p0, out, base, avail, final, *args)
+        status = int(state.st[S_STATUS])
+        if state.st[S_ERR]:
+            inst = cfgs[int(state.st[S_ERR]) - 1]
+            raise ValueError(f"{inst.name}: profile {inst.step_profile.name!r} gives a "
+                             "step of <= 0 s; steps must take > 0 s")
+        if status == DONE:
+            break
+        if status == DRAIN:
+            sink(state.take())
+        elif status == GROW:
+            state.grow()
+        else:  # NEED_ARRIVALS: drop the routed ones, append a piece (never cut a tie)
+            routed = int(state.st[S_NXT]) - base
+            arrival, event, p0, out = (x[routed:] for x in (arrival, event, p0, out))
+            base += routed
+            while True:
+                piece = next(pieces, None)
+                if piece is None:
+                    final = True
+                    avail = base + len(arrival)
+                    break
+                check_fits(cluster, piece.prompt_tokens, piece.output_tokens,
+                           base + len(arrival))
+                a = np.ascontiguousarray(piece.arrival_s, dtype=np.float64)
+                ev = arrival_events(a, now)
+                if len(ev):
+                    now = float(ev[-1])
+                arrival = np.concatenate((arrival, a))
+                event = np.concatenate((event, ev))
+                p0 = np.concatenate((p0, piece.prompt_tokens.astype(np.int64)))
+                out = np.concatenate((out, piece.output_tokens.astype(np.int64)))
+                if len(event):  # hold back the last instant's arrivals: more may follow
+                    cut = int(np.searchsorted(event, event[-1], side="left"))
+                    if cut > 0:
+                        avail = base + cut
+                        break
+    sink(state.take())
+    st = state.st
+    if st[S_FIN] != st[S_NXT] or st[S_NXT] != base + len(arrival):
+        raise RuntimeError(f"batched run ended with {int(st[S_NXT] - st[S_FIN])} of "
+                           f"{int(base + len(arrival))} requests unfinished (a scheduling "
+                           "deadlock: please report it)")
+    counters = {"finished": st[S_FIN], "steps": state.mi[STEPS].copy(),
+                "batch_sum": state.mi[BATCH_SUM].copy(), "busy_s": state.mf[BUSY_S].copy(),
+                "kv_block_s": state.mf[KV_BLOCK_S].copy(),
+                "preempted_in_window": state.mi[PRE_W].copy()}
+    return FastBatchedEngine(cluster, pools, cfgs, counters, state.itl_hist,
+                             float(state.itl_sum[0]))
+
+
+def simulate_batched_fast(requests: Requests, cluster: BatchedColocated | BatchedDisaggregated,
+                          window_s: tuple[float, float] = (0.0, math.inf), *,
+                          compiled: bool = True) -> tuple[BatchedTimes, FastBatchedEngine]:
+    """:func:`simulation.batched.simulate_batched` for open-loop streams, compiled; the
+    same times and counters bit for bit. ``compiled=False`` runs the same code as plain
+    Python (slow; for debugging)."""
+    n = len(requests)
+    cols = np.full((RING_FLOAT_ROWS, n), math.nan)
+    n_pre = np.zeros(n, np.int64)
+
+    def sink(rec: Records) -> None:
+        f, i = rec
+        ids = i[OUT_ID]
+        cols[:, ids] = f
+        n_pre[ids] = i[OUT_NPRE]
+
+    engine = run_batched_fast((requests,), cluster, window_s, sink, compiled=compiled)
+    a = np.ascontiguousarray(requests.arrival_s, dtype=np.float64)
     times = BatchedTimes(a, requests.prompt_tokens.astype(float),
-                         requests.output_tokens.astype(float), t_ps, t_pe, t_ts, t_te, t_ad,
-                         t_f, t_l, n_pre, (a >= window_s[0]) & (a < window_s[1]))
-    counters = {"finished": st[0], "steps": steps, "batch_sum": batch_sum, "busy_s": busy_s,
-                "kv_block_s": kv_block_s, "preempted_in_window": pre_w}
-    return times, FastBatchedEngine(cluster, pools, cfgs, counters, itl_hist,
-                                    float(itl_sum[0]))
+                         requests.output_tokens.astype(float), *cols[T_PS:], n_pre,
+                         (a >= window_s[0]) & (a < window_s[1]))
+    return times, engine
