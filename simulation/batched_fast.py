@@ -781,9 +781,28 @@ RING = 1024
 #: Records the output buffer of a streamed run holds, per slot of the ring.
 OUT_PER_SLOT = 4
 
+#: Bytes a slot of the ring costs: its state rows, a transfer heap entry, and the
+#: output buffer's share (:data:`OUT_PER_SLOT` records of 12 numbers).
+RING_BYTES_PER_SLOT = 8 * (RING_INT_ROWS + RING_FLOAT_ROWS + 4) + OUT_PER_SLOT * 8 * 12
+
 #: One record a finished request leaves: ``float`` rows ``ARRIVAL .. T_L``, ``int``
 #: rows ``OUT_ID, OUT_NPRE, OUT_P0, OUT_OUT``.
 Records = tuple[np.ndarray, np.ndarray]
+
+
+def check_ring(slots: int, in_flight: int) -> None:
+    """Refuse to grow the ring past the memory available: the requests in flight grow
+    without bound only when the cluster cannot keep up with the arrivals."""
+    from .runner import MEMORY_SHARE, available_memory_bytes
+
+    need = slots * RING_BYTES_PER_SLOT
+    have = available_memory_bytes()
+    if need > MEMORY_SHARE * have:
+        raise ValueError(
+            f"batched run: {in_flight:,} requests in flight need {need / 2**30:,.1f} GiB, "
+            f"more than {MEMORY_SHARE:.0%} of the {have / 2**30:,.1f} GiB available; the "
+            "cluster is not keeping up with the arrivals (lower the rate or shorten "
+            "sim_seconds)")
 
 
 class _State:
@@ -828,6 +847,7 @@ class _State:
         collide)."""
         ring = self.ri.shape[1]
         new = 2 * ring
+        check_ring(new, int(np.count_nonzero(self.ri[IDENT] != NONE)))
         held = np.flatnonzero(self.ri[IDENT] != NONE)
         moved = np.full(ring + 1, NONE, np.int64)  # index -1 (NONE) maps to NONE
         moved[held] = self.ri[IDENT, held] % new
@@ -906,7 +926,7 @@ def _settings(cluster: BatchedColocated | BatchedDisaggregated, window_s):
 def run_batched_fast(blocks: Iterable[Requests],
                      cluster: BatchedColocated | BatchedDisaggregated,
                      window_s: tuple[float, float], sink: Callable[[Records], None], *,
-                     ring: int = RING, compiled: bool = True) -> FastBatchedEngine:
+                     ring: int | None = None, compiled: bool = True) -> FastBatchedEngine:
     """Run the compiled engine on a request stream given in pieces; each finished
     request's record goes to ``sink`` (in batches, in the order requests finish).
 
@@ -917,6 +937,7 @@ def run_batched_fast(blocks: Iterable[Requests],
     """
     args, cfgs, pools, n_queues = _settings(cluster, window_s)
     m = len(cfgs)
+    ring = RING if ring is None else ring
     state = _State(ring, m, n_queues, args[7], OUT_PER_SLOT * ring)
     core = _compiled() if compiled else _core
     empty_f, empty_i = np.empty(0), np.empty(0, np.int64)
@@ -976,6 +997,15 @@ def run_batched_fast(blocks: Iterable[Requests],
                 "preempted_in_window": state.mi[PRE_W].copy()}
     return FastBatchedEngine(cluster, pools, cfgs, counters, state.itl_hist,
                              float(state.itl_sum[0]))
+
+
+def times_of(records: Records, window_s: tuple[float, float]) -> BatchedTimes:
+    """A batch of records as :class:`simulation.batched.BatchedTimes` (in the order the
+    requests finished; ``records[1][OUT_ID]`` numbers them)."""
+    f, i = records
+    a = f[ARRIVAL]
+    return BatchedTimes(a, i[OUT_P0].astype(float), i[OUT_OUT].astype(float), *f[T_PS:],
+                        i[OUT_NPRE], (a >= window_s[0]) & (a < window_s[1]))
 
 
 def simulate_batched_fast(requests: Requests, cluster: BatchedColocated | BatchedDisaggregated,

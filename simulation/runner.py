@@ -35,7 +35,7 @@ from .metrics import (
 )
 from .model import simulate_disagg, simulate_mono
 from .requests import ClosedLoop, Requests, generate_requests, load_trace, spawn_seeds
-from .stream import stream_replication
+from .stream import stream_batched_replication, stream_replication
 
 #: ``simpy``: the general event-driven model; ``fast``: the exact FIFO recursion
 #: (:mod:`simulation.fast`), the same numbers many times faster.
@@ -163,14 +163,17 @@ class SimulationResult:
 
 
 #: Peak bytes a simulated request costs, by the path a run takes, as ``(fixed, per
-#: cluster held)``; measured with ``ru_maxrss`` on 4 million requests (default workload,
-#: numpy 2.4; a test re-measures them with tracemalloc). ``streamed``: the compiled seed
-#: engine without ``keep_requests`` keeps only TTFT, waits and E2E for quantiles;
-#: ``records``: a run that builds per-request records (``keep_requests`` keeps them for
-#: every replication); ``batched``: the batched engines' per-request arrays (about 250 a
-#: cluster; 300 assumed).
+#: cluster held)``; measured with tracemalloc on 1 to 4 million requests (numpy 2.4; a
+#: test re-measures them). ``streamed``: the compiled seed engine without
+#: ``keep_requests`` keeps only TTFT, waits and E2E for quantiles; ``records``: a run
+#: that builds per-request records (``keep_requests`` keeps them for every
+#: replication); ``batched_streamed``: the compiled batched engine without
+#: ``keep_requests`` keeps the measured requests' five latencies (40 bytes) while the
+#: requests in flight live in its ring (see :data:`RING_BYTES_PER_SLOT`);
+#: ``batched``: a batched run with per-request records.
 BYTES_PER_REQUEST: dict[str, tuple[float, float]] = {
-    "streamed": (48.0, 32.0), "records": (65.0, 105.0), "batched": (0.0, 300.0)}
+    "streamed": (48.0, 32.0), "records": (65.0, 105.0), "batched_streamed": (50.0, 0.0),
+    "batched": (50.0, 120.0)}
 #: A run may plan on this share of the memory available when it starts.
 MEMORY_SHARE = 0.8
 
@@ -195,7 +198,9 @@ def _expected_requests(config: SimConfig) -> float:
 def _memory_path(config: SimConfig, *, keep_requests: bool, engine: str) -> str:
     """Which of :data:`BYTES_PER_REQUEST` a run takes."""
     if config.serving == "batched":
-        return "batched"
+        closed = config.workload.arrival.process == "closed"
+        return "batched_streamed" if engine == "fast" and not keep_requests and not closed \
+            else "batched"
     return "streamed" if engine == "fast" and not keep_requests else "records"
 
 
@@ -260,6 +265,13 @@ def _run_batched(config: SimConfig, clusters: Sequence[Cluster], *, keep_request
     results = [SimulationResult(c, [], [], engine=used, seed=config.random_seed)
                for c in clusters]
     for ss in spawn_seeds(config.random_seed, config.replications):
+        if used == "fast" and not keep_requests:  # bounded memory, same numbers
+            summaries = stream_batched_replication(config.workload, config.sim_seconds, ss,
+                                                   clusters, window, config.quantiles,
+                                                   config.slo)
+            for res, summary in zip(results, summaries, strict=True):
+                res.replications.append(summary)
+            continue
         requests = None if closed else generate_requests(config.workload, config.sim_seconds,
                                                          ss)
         for res in results:

@@ -15,7 +15,15 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from spec import Cluster, DisaggregatedCluster, MonolithicCluster, Workload
+from spec import (
+    SLO,
+    BatchedColocated,
+    BatchedDisaggregated,
+    Cluster,
+    DisaggregatedCluster,
+    MonolithicCluster,
+    Workload,
+)
 
 from .fast import decode_order, fifo_continue
 from .metrics import Summary
@@ -23,6 +31,9 @@ from .model import StageTimes
 from .requests import Requests, child_seeds, draw_tokens, iter_arrivals
 
 BLOCK = 1 << 20
+#: Requests drawn at a time for the batched engine (which is slower per request, so
+#: smaller pieces cost nothing and keep the fixed memory to a few MB).
+BATCHED_BLOCK = 1 << 16
 
 
 Finished = tuple[Requests, StageTimes]  # requests whose every stage is known
@@ -88,6 +99,17 @@ class _Disagg:
         yield req, StageTimes(go["p_start"], go["ready"], d_start)
 
 
+def request_pieces(workload: Workload, sim_seconds: float, seed: np.random.SeedSequence,
+                   block: int | None = None) -> Iterator[Requests]:
+    """:func:`simulation.requests.generate_requests`'s stream, ``block`` requests at a
+    time (the same numbers: each law draws sequentially from its own generator)."""
+    arr_ss, prompt_ss, output_ss = child_seeds(seed, 3)
+    rng_a, rng_p, rng_o = (np.random.default_rng(s) for s in (arr_ss, prompt_ss, output_ss))
+    for arrivals in iter_arrivals(rng_a, workload, sim_seconds,
+                                  BLOCK if block is None else block):
+        yield Requests._trusted(arrivals, *draw_tokens(workload, rng_p, rng_o, len(arrivals)))
+
+
 def stream_replication(workload: Workload, sim_seconds: float, seed: np.random.SeedSequence,
                        clusters: Sequence[Cluster], warmup_s: float,
                        quantiles: Sequence[float], loads: Sequence[dict[str, float]],
@@ -96,19 +118,37 @@ def stream_replication(workload: Workload, sim_seconds: float, seed: np.random.S
 
     Returns one summary dict per cluster, equal to the whole-array path's.
     """
-    block = BLOCK if block is None else block
-    arr_ss, prompt_ss, output_ss = child_seeds(seed, 3)
-    rng_a, rng_p, rng_o = (np.random.default_rng(s) for s in (arr_ss, prompt_ss, output_ss))
     states = [_Mono(c) if isinstance(c, MonolithicCluster) else _Disagg(c) for c in clusters]
     summaries = [Summary(c, (warmup_s, sim_seconds), quantiles, load)
                  for c, load in zip(clusters, loads, strict=True)]
-    for arrivals in iter_arrivals(rng_a, workload, sim_seconds, block):
-        n = len(arrivals)
-        req = Requests._trusted(arrivals, *draw_tokens(workload, rng_p, rng_o, n))
+    for req in request_pieces(workload, sim_seconds, seed, block):
         for state, summary in zip(states, summaries, strict=True):
-            for done, times in state.feed(req, float(arrivals[-1])):
+            for done, times in state.feed(req, float(req.arrival_s[-1])):
                 summary.add_times(done, times)
     for state, summary in zip(states, summaries, strict=True):
         for done, times in state.flush():
             summary.add_times(done, times)
     return [s.result() for s in summaries]
+
+
+def stream_batched_replication(workload: Workload, sim_seconds: float,
+                               seed: np.random.SeedSequence,
+                               clusters: Sequence[BatchedColocated | BatchedDisaggregated],
+                               window_s: tuple[float, float], quantiles: Sequence[float],
+                               slo: SLO, block: int | None = None) -> list[dict[str, float]]:
+    """One replication of the batched model on every cluster (the same requests),
+    streamed through the compiled engine: memory holds the requests in flight and the
+    measured requests' latencies (:class:`simulation.batched_metrics.BatchedSummary`),
+    whatever the stream's length. The summaries are :func:`summarise_batched`'s."""
+    from .batched_fast import OUT_ID, run_batched_fast, times_of
+    from .batched_metrics import BatchedSummary
+
+    out = []
+    for cluster in clusters:
+        summary = BatchedSummary(window_s)
+        engine = run_batched_fast(
+            request_pieces(workload, sim_seconds, seed, BATCHED_BLOCK if block is None
+                           else block), cluster, window_s,
+            lambda rec, s=summary: s.add(rec[1][OUT_ID], times_of(rec, window_s)))
+        out.append(summary.result(engine, quantiles, slo))
+    return out
