@@ -43,20 +43,25 @@ def random_requests(seed: int, n: int = 300) -> Requests:
                     rng.integers(1, 40, n).astype(float))
 
 
+def small_cluster(policy: str, disagg: bool, routing: str = "least_outstanding"):
+    """Three colocated instances (first token at decode), or 2 prefill + 2 decode with a
+    slow link (first token at prefill), each with a KV cache of 20 blocks."""
+    kw = dict(max_num_batched_tokens=64, policy=policy,
+              long_prefill_token_threshold=24 if policy == "chunked" else None)
+    if disagg:
+        return BatchedDisaggregated(prefill_instances=2, decode_instances=2,
+                                    prefill=small_kv(**kw), decode=small_kv(**kw),
+                                    link_latency_s=0.002, link_bandwidth_bytes_per_s=5e4,
+                                    routing=routing, first_token="prefill")
+    return BatchedColocated(instances=3, instance=small_kv(**kw), routing=routing,
+                            first_token="decode")
+
+
 @pytest.mark.parametrize("routing", ["least_outstanding", "round_robin", "shared_queue"])
 @pytest.mark.parametrize("policy", ["chunked", "prefill_priority"])
 @pytest.mark.parametrize("disagg", [False, True], ids=["colocated", "disaggregated"])
 def test_random_workloads_with_preemption_and_transfer(routing, policy, disagg):
-    kw = dict(max_num_batched_tokens=64, policy=policy,
-              long_prefill_token_threshold=24 if policy == "chunked" else None)
-    if disagg:
-        cluster = BatchedDisaggregated(prefill_instances=2, decode_instances=2,
-                                       prefill=small_kv(**kw), decode=small_kv(**kw),
-                                       link_latency_s=0.002, link_bandwidth_bytes_per_s=5e4,
-                                       routing=routing, first_token="prefill")
-    else:
-        cluster = BatchedColocated(instances=3, instance=small_kv(**kw), routing=routing,
-                                   first_token="decode")
+    cluster = small_cluster(policy, disagg, routing)
     seed = zlib.crc32(f"{routing} {policy} {disagg}".encode())  # str hash() is salted
     t = assert_identical(random_requests(seed), cluster)
     assert t.preemptions.sum() > 50  # the comparison covers preemption
@@ -135,15 +140,7 @@ def test_a_stream_in_pieces_with_a_growing_ring_gives_the_same_times(policy, dis
     every request the whole run's times and the same counters, bit for bit."""
     from simulation import batched_fast as bf
 
-    kw = dict(max_num_batched_tokens=64, policy=policy,
-              long_prefill_token_threshold=24 if policy == "chunked" else None)
-    if disagg:
-        cluster = BatchedDisaggregated(prefill_instances=2, decode_instances=2,
-                                       prefill=small_kv(**kw), decode=small_kv(**kw),
-                                       link_latency_s=0.002, link_bandwidth_bytes_per_s=5e4,
-                                       routing="least_outstanding", first_token="prefill")
-    else:
-        cluster = BatchedColocated(instances=3, instance=small_kv(**kw))
+    cluster = small_cluster(policy, disagg)
     req = random_requests(7, 400)
     req = Requests(np.round(req.arrival_s, 1), req.prompt_tokens, req.output_tokens)  # ties
     whole, ew = simulate_batched_fast(req, cluster, (0.5, 5.0))
