@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -50,9 +51,36 @@ def histogram_quantiles(hist: np.ndarray, qs: Sequence[float]) -> list[float]:
     return out
 
 
-def _backlog_integral(arrival: np.ndarray, done: np.ndarray, lo: float, hi: float) -> float:
-    """Request-seconds in the system within ``[lo, hi)``: the sum of the overlaps."""
-    return float(np.clip(np.minimum(done, hi) - np.maximum(arrival, lo), 0.0, None).sum())
+def exact_sum(values: np.ndarray) -> Fraction:
+    """The exact sum of finite floats, as a fraction (round it once with ``float``).
+
+    Every float is ``m 2^(e-53)`` with an integer ``|m| < 2^53``: the ``m`` of each
+    exponent are summed as two 26-bit halves in int64 (exact for up to 2^36 values),
+    then scaled exactly. Sums of pieces add up to the sum of the whole, so a run summed
+    batch by batch gives the whole run's number, bit for bit.
+    """
+    x = np.asarray(values, dtype=float).ravel()
+    x = x[x != 0.0]
+    if not len(x):
+        return Fraction(0)
+    m, e = np.frexp(x)
+    ints = (m * 2.0**53).astype(np.int64)
+    order = np.argsort(e, kind="stable")
+    e, ints = e[order], ints[order]
+    starts = np.flatnonzero(np.r_[True, e[1:] != e[:-1]])
+    high = np.add.reduceat(ints >> 26, starts)
+    low = np.add.reduceat(ints & ((1 << 26) - 1), starts)
+    total = Fraction(0)
+    for ex, h, lo in zip(e[starts].tolist(), high.tolist(), low.tolist(), strict=True):
+        total += Fraction((h << 26) + lo) * Fraction(2) ** (ex - 53)
+    return total
+
+
+def _backlog_integral(arrival: np.ndarray, done: np.ndarray, lo: float, hi: float
+                      ) -> Fraction:
+    """Request-seconds in the system within ``[lo, hi)``: the sum of the overlaps (exact,
+    :func:`exact_sum`)."""
+    return exact_sum(np.clip(np.minimum(done, hi) - np.maximum(arrival, lo), 0.0, None))
 
 
 #: Columns kept for each measured request (their quantiles need every value).
@@ -67,16 +95,17 @@ def _kept_columns(times: BatchedTimes) -> np.ndarray:
                      (times.transfer_end_s - times.transfer_start_s)[m]])
 
 
-def _window_sums(times: BatchedTimes, lo: float, hi: float) -> np.ndarray:
+def _window_sums(times: BatchedTimes, lo: float, hi: float) -> list:
     """Over every request: those finishing in ``[lo, hi)`` and their output tokens; the
-    request-seconds in the system over the window and over each half of it."""
+    request-seconds in the system over the window and over each half of it. Exact (ints
+    and fractions), so sums over batches equal the sum over the whole run."""
     finish = times.last_token_s
     done = (finish >= lo) & (finish < hi)
     mid = lo + (hi - lo) / 2
-    return np.array([np.count_nonzero(done), times.output_tokens[done].sum(),
-                     _backlog_integral(times.arrival_s, finish, lo, hi),
-                     _backlog_integral(times.arrival_s, finish, lo, mid),
-                     _backlog_integral(times.arrival_s, finish, mid, hi)])
+    return [int(np.count_nonzero(done)), int(times.output_tokens[done].sum()),
+            _backlog_integral(times.arrival_s, finish, lo, hi),
+            _backlog_integral(times.arrival_s, finish, lo, mid),
+            _backlog_integral(times.arrival_s, finish, mid, hi)]
 
 
 def summarise_batched(times: BatchedTimes, engine, window_s: tuple[float, float],
@@ -97,9 +126,7 @@ class BatchedSummary:
     (:func:`simulation.batched_fast.run_batched_fast`), keeping only the :data:`KEPT`
     columns of the measured requests (40 bytes each) and running sums.
 
-    The same numbers as the whole run's summary, except that the window's request-seconds
-    (``mean_in_system``, and the ``stable`` verdict they decide) are summed batch by
-    batch: equal to rounding (relative 1e-12).
+    The same numbers as the whole run's summary, bit for bit (its sums are exact).
     """
 
     #: requests per stored piece of the kept columns
@@ -109,14 +136,15 @@ class BatchedSummary:
         self.window_s = window_s
         self.n_requests = 0
         self.preemptions = 0
-        self.sums = np.zeros(5)
+        self.sums: list = [0, 0, Fraction(0), Fraction(0), Fraction(0)]
         self._pieces: dict[int, list] = {}  # piece -> one array per kept column
         self._first = self._last = -1  # measured ids: one run of consecutive ids
 
     def add(self, ids: np.ndarray, times: BatchedTimes) -> None:
         """The finished requests numbered ``ids`` (their records as ``times``)."""
         self.n_requests += len(ids)
-        self.sums += _window_sums(times, *self.window_s)
+        self.sums = [a + b for a, b in zip(self.sums, _window_sums(times, *self.window_s),
+                                           strict=True)]
         m = times.measured
         self.preemptions += int(times.preemptions[m].sum())
         if not m.any():
@@ -158,7 +186,7 @@ class BatchedSummary:
                            engine, self.window_s, quantiles, slo, False)
 
 
-def _statistics(kept: Sequence[np.ndarray], preemptions: int, n_requests: int, sums: np.ndarray,
+def _statistics(kept: Sequence[np.ndarray], preemptions: int, n_requests: int, sums: list,
                 engine, window_s: tuple[float, float], quantiles: Sequence[float], slo: SLO,
                 closed_loop: bool) -> dict[str, float]:
     """The summary from the measured requests' :data:`KEPT` columns (reordered in place)
@@ -196,7 +224,8 @@ def _statistics(kept: Sequence[np.ndarray], preemptions: int, n_requests: int, s
     out["mean_itl_s"] = engine.itl_sum_s / gaps if gaps else math.nan
     for q, v in zip(qs, histogram_quantiles(engine.itl_hist, qs), strict=True):
         out[quantile_key(q, "itl_s")] = v
-    done, done_tokens, backlog, first, second = sums.tolist()
+    done, done_tokens = sums[:2]
+    backlog, first, second = (float(x) for x in sums[2:])
     out["throughput_rps"] = float(done / span)
     out["throughput_tokens_per_s"] = float(done_tokens / span)
     out["mean_in_system"] = backlog / span
