@@ -150,6 +150,13 @@ def _wait_sf(y: np.ndarray, a: np.ndarray, m1: np.ndarray, s1: np.ndarray, b: np
     return a * (1 - b) * g1 + (1 - a) * b * g2 + np.where(a * b > 0, a * b * g12, 0.0)
 
 
+#: Points whose residual-law quantiles are solved together (the shapes cost 8 KiB a
+#: point and pool, their sums as much again: about 100 MiB a chunk at most).
+QUANTILE_CHUNK = 4096
+#: The law's arrays that hold one value a point (the rest are shared).
+_PER_POINT = ("a", "m1", "s1", "b", "m2", "s2", "stable")
+
+
 @dataclass
 class TTFTEstimate:
     """Closed-form TTFT of one cluster over a grid of points.
@@ -184,14 +191,39 @@ class TTFTEstimate:
         qs = np.atleast_1d(np.asarray(q, dtype=float))
         if np.any((qs <= 0) | (qs >= 1)):
             raise ValueError(f"q = {q!r}: must be in (0, 1)")
-        out = np.stack([self._quantile_one(float(v)) for v in qs])
+        self._solve([float(v) for v in qs])
+        out = np.stack([self.quantiles[float(v)] for v in qs])
         out = out if np.ndim(q) else out[0]
         return float(out) if np.ndim(out) == 0 else out
 
     def _quantile_one(self, q: float) -> np.ndarray:
-        if q not in self.quantiles:
-            self.quantiles[q] = _solve_quantile(q, **self._law)
+        self._solve([q])
         return self.quantiles[q]
+
+    def _solve(self, qs: list[float]) -> None:
+        """Solve the quantiles ``qs`` not yet known; with the residual law, a grid of more
+        than :data:`QUANTILE_CHUNK` points a chunk at a time, every quantile of a chunk
+        on the same shapes (built once a chunk)."""
+        todo = [q for q in dict.fromkeys(qs) if q not in self.quantiles]
+        if not todo:
+            return
+        law = self._law
+        shape = np.shape(law["a"])
+        n = int(np.prod(shape))
+        if law["shapes"] is None or law["exact"] is not None or n <= QUANTILE_CHUNK:
+            for q in todo:
+                self.quantiles[q] = _solve_quantile(q, **law)
+            return
+        flat = {k: np.ravel(np.broadcast_to(law[k], shape)) for k in _PER_POINT}
+        parts: dict[float, list[np.ndarray]] = {q: [] for q in todo}
+        for start in range(0, n, QUANTILE_CHUNK):
+            cut = slice(start, start + QUANTILE_CHUNK)
+            chunk = {**law, **{k: v[cut] for k, v in flat.items()},
+                     "shapes": law["shapes"].subset(cut)}
+            for q in todo:
+                parts[q].append(_solve_quantile(q, **chunk))
+        for q in todo:
+            self.quantiles[q] = np.concatenate(parts[q]).reshape(shape)
 
     def __getattr__(self, name: str):
         # p50_ttft_s, p99_ttft_s, p99.9_ttft_s ... on demand
@@ -205,6 +237,7 @@ class TTFTEstimate:
 
     def summary(self, quantiles=(0.5, 0.9, 0.99)) -> dict[str, Any]:
         """The headline numbers as a flat dict (scalars for a one-point estimate)."""
+        self._solve([float(q) for q in quantiles])
         out: dict[str, Any] = {"mode": self.mode, "method": self.method,
                                "wait_law": self.wait_law, "linking": self.linking,
                                "mean_ttft_s": _out(self.mean_ttft_s)}
@@ -232,6 +265,7 @@ class TTFTEstimate:
         def var(x, units, long_name):
             return (dims, np.broadcast_to(x, shape), {"units": units, "long_name": long_name})
 
+        self._solve([float(q) for q in quantiles])
         data = {"mean_ttft_s": var(self.mean_ttft_s, "s", "mean TTFT")}
         for q in quantiles:
             data[quantile_key(q)] = var(self._quantile_one(q), "s", f"P{q * 100:g} TTFT")
@@ -254,14 +288,50 @@ def _out(x):
 
 
 class _Shapes:
-    """The residual law's conditional-wait shapes of every point (:mod:`analytic.residual`):
-    ``first`` and ``second`` are ``(points, SHAPE_POINTS)`` rows (the second pool's only
-    for disaggregated clusters); the shape of their sum is built for a point the first
-    time a quantile needs it (one FFT convolution each)."""
+    """The residual law's conditional-wait shapes of every point (:mod:`analytic.residual`),
+    built the first time a quantile needs them: ``first`` and ``second`` are
+    ``(points, SHAPE_POINTS)`` rows (the second pool's only for disaggregated clusters;
+    8 KiB a point each, which is why :meth:`TTFTEstimate.quantile` solves large grids
+    :data:`QUANTILE_CHUNK` points at a time); the shape of their sum is built for a point
+    the first time a quantile needs it (one FFT convolution each).
 
-    def __init__(self, first: np.ndarray, second: np.ndarray | None) -> None:
-        self.first, self.second = first, second
+    Each pool is given as ``(terms, utilisation, servers, active)``, the last three
+    flat arrays over the points (see :meth:`build`).
+    """
+
+    def __init__(self, first: tuple, second: tuple | None) -> None:
+        self._pools = (first, second)
+        self._rows: list[np.ndarray | None] = [None, None]
         self._sum: dict[int, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, shape: tuple[int, ...], first: tuple, second: tuple | None = None
+           ) -> _Shapes:
+        """From ``(terms, utilisation, servers, active)`` per pool, broadcast to the
+        grid's ``shape`` and flattened (a point's row is its flat index)."""
+        def flat(pool):
+            terms, *arrays = pool
+            return (terms, *(np.ravel(np.broadcast_to(v, shape)) for v in arrays))
+        return cls(flat(first), None if second is None else flat(second))
+
+    def subset(self, points: slice) -> _Shapes:
+        """The shapes of the points ``points`` only (rows renumbered from 0), unbuilt."""
+        return _Shapes(*(None if pool is None else
+                         (pool[0], *(v[points] for v in pool[1:]))
+                         for pool in self._pools))
+
+    @property
+    def first(self) -> np.ndarray:
+        return self._built(0)
+
+    @property
+    def second(self) -> np.ndarray | None:
+        return None if self._pools[1] is None else self._built(1)
+
+    def _built(self, i: int) -> np.ndarray:
+        if self._rows[i] is None:
+            self._rows[i] = self.build(*self._pools[i])
+        return self._rows[i]
 
     @staticmethod
     def build(terms, utilisation, servers, active) -> np.ndarray:
@@ -510,8 +580,8 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
             if gamma else np.ones_like(a)
         b, m2, s2 = np.zeros_like(a), np.ones_like(a), np.ones_like(a)
         if wait_law == "residual":
-            shapes = _Shapes(_Shapes.build(((p_dist, rp), (o_dist, rd)), util["gpu"], c,
-                                           stable & (a > 0)), None)
+            shapes = _Shapes.of(np.shape(a), (((p_dist, rp), (o_dist, rd)), util["gpu"], c,
+                                              stable & (a > 0)))
         ca2_dec = None
         if vp == 0.0 and vo == 0.0:  # M/D/c: the exact waiting-time law
             exact = _exact_mdc(lam, es, c, stable, ep * x_scale + first, wait_law)
@@ -539,9 +609,10 @@ def estimate(workload: Workload, cluster: MonolithicCluster | DisaggregatedClust
             {"prefill": p1, "decode": p2}
         a, m1, b, m2 = p1, _conditional_mean(p1, w1), p2, _conditional_mean(p2, w2)
         if wait_law == "residual":
-            shapes = _Shapes(
-                _Shapes.build(((p_dist, 1.0),), util["prefill"], c1, stable & (a > 0)),
-                _Shapes.build(((o_dist, 1.0),), util["decode"], c2, stable & (b > 0)))
+            shape = np.broadcast_shapes(np.shape(a), np.shape(b))
+            shapes = _Shapes.of(shape,
+                                (((p_dist, 1.0),), util["prefill"], c1, stable & (a > 0)),
+                                (((o_dist, 1.0),), util["decode"], c2, stable & (b > 0)))
         if gamma:
             s1 = queues.conditional_wait_scv(np.minimum(util["prefill"], 1.0),
                                              _service_skew((p_dist, 1.0)), c1)

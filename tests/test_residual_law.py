@@ -158,3 +158,47 @@ def test_no_load_shape_is_the_least_of_k_residuals(k):
                          0.0, k)
     exact = np.clip(1.0 - X / (k + 1.0), 0.0, None) ** k
     assert np.max(np.abs(shape - exact)) < (5e-3 if k == 1.0 else 1e-3)
+
+
+@pytest.mark.parametrize("mode", ["mono", "disagg"])
+def test_quantiles_of_a_grid_in_chunks_are_the_whole_grids(mode, monkeypatch):
+    """Large grids are solved QUANTILE_CHUNK points at a time (bounded memory): the same
+    numbers as all at once, in the grid's order (to 1e-12: the root finder's matrix
+    products run over however many points are still unsolved, and BLAS rounds a row
+    differently with the matrix's size)."""
+    import analytic.ttft as T
+    from spec import default_config
+
+    cfg = default_config()
+    cluster = cfg.cluster_mono if mode == "mono" else cfg.cluster_disagg
+    rates = np.linspace(0.5, 4.5, 23)[:, None]
+    kw = {"num_gpus": np.array([[2, 4, 8]])} if mode == "mono" else \
+        {"decode_gpus": np.array([[2, 4, 8]])}
+    whole = analytic.estimate(cfg.workload, cluster, arrival_rate_per_s=rates, **kw)
+    want = whole.quantile([0.5, 0.99])
+    monkeypatch.setattr(T, "QUANTILE_CHUNK", 7)
+    pieces = analytic.estimate(cfg.workload, cluster, arrival_rate_per_s=rates, **kw)
+    got = pieces.quantile([0.5, 0.99])
+    assert got.shape == (2, 23, 3) and np.isfinite(got).sum() > 60
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+
+
+def test_a_mean_only_estimate_of_a_million_points_builds_no_shapes():
+    """The residual law's shapes cost 8 KiB a point: they are built for quantiles only,
+    so mean TTFT over 10^6 points stays within a few hundred bytes a point."""
+    import tracemalloc
+
+    from spec import default_config
+
+    cfg = default_config()
+    rates = np.linspace(0.1, 4.0, 10_000)[:, None]
+    analytic.estimate(cfg.workload, cfg.cluster_mono, arrival_rate_per_s=rates[:10],
+                      num_gpus=np.arange(1, 101)[None, :]).mean_ttft_s  # caches warm
+    tracemalloc.start()
+    est = analytic.estimate(cfg.workload, cfg.cluster_mono, arrival_rate_per_s=rates,
+                            num_gpus=np.arange(1, 101)[None, :])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert est.mean_ttft_s.shape == (10_000, 100)
+    assert est._law["shapes"]._rows == [None, None]
+    assert peak < 400 * 10**6, peak  # 400 bytes a point; the shapes alone would be 8,192
