@@ -785,8 +785,9 @@ OUT_PER_SLOT = 4
 #: output buffer's share (:data:`OUT_PER_SLOT` records of 12 numbers).
 RING_BYTES_PER_SLOT = 8 * (RING_INT_ROWS + RING_FLOAT_ROWS + 4) + OUT_PER_SLOT * 8 * 12
 
-#: One record a finished request leaves: ``float`` rows ``ARRIVAL .. T_L``, ``int``
-#: rows ``OUT_ID, OUT_NPRE, OUT_P0, OUT_OUT``.
+# One record a finished request leaves: float rows ARRIVAL .. T_L, int rows OUT_ID,
+# OUT_NPRE, OUT_P0, OUT_OUT (a plain comment: as a documented alias, the docs' source
+# links would point at ``builtins``).
 Records = tuple[np.ndarray, np.ndarray]
 
 
