@@ -192,8 +192,9 @@ def test_a_mean_only_estimate_of_a_million_points_builds_no_shapes():
 
     cfg = default_config()
     rates = np.linspace(0.1, 4.0, 10_000)[:, None]
-    analytic.estimate(cfg.workload, cfg.cluster_mono, arrival_rate_per_s=rates[:10],
-                      num_gpus=np.arange(1, 101)[None, :]).mean_ttft_s  # caches warm
+    warm = analytic.estimate(cfg.workload, cfg.cluster_mono, arrival_rate_per_s=rates[:10],
+                             num_gpus=np.arange(1, 101)[None, :])  # caches warm
+    assert warm.mean_ttft_s.shape == (10, 100)
     tracemalloc.start()
     est = analytic.estimate(cfg.workload, cfg.cluster_mono, arrival_rate_per_s=rates,
                             num_gpus=np.arange(1, 101)[None, :])
@@ -202,3 +203,52 @@ def test_a_mean_only_estimate_of_a_million_points_builds_no_shapes():
     assert est.mean_ttft_s.shape == (10_000, 100)
     assert est._law["shapes"]._rows == [None, None]
     assert peak < 400 * 10**6, peak  # 400 bytes a point; the shapes alone would be 8,192
+
+
+def test_the_exact_sum_of_two_exponential_waits_at_equal_and_near_rates():
+    """``exponential`` wait law, both pools waiting: the hypoexponential law of
+    ``G1 + G2``, Erlang-2 ``(1 + y/m) e^{-y/m}`` at equal means, and the two-rate formula
+    at means 10^-9 apart (the form the equal-rate branch must agree with)."""
+    from analytic.ttft import _wait_sf
+
+    y = np.array([[0.0, 0.3, 1.0, 2.5, 7.0]])
+    m = np.array([[0.8]])
+    one = np.ones((1, 1))
+    a, b = np.array([[0.6]]), np.array([[0.3]])
+    got = _wait_sf(y, a, m, one, b, m, one, exact_sum=True)
+    e = np.exp(-y / 0.8)
+    erlang2 = (1.0 + y / 0.8) * e
+    want = 0.6 * 0.7 * e + 0.4 * 0.3 * e + 0.6 * 0.3 * erlang2
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    m2 = m * (1 + 1e-9)
+    near = _wait_sf(y, a, m, one, b, m2, one, exact_sum=True)
+    t1, t2 = 1 / 0.8, 1 / (0.8 * (1 + 1e-9))
+    two_rate = (t2 * np.exp(-t1 * y) - t1 * np.exp(-t2 * y)) / (t2 - t1)
+    np.testing.assert_allclose(near, 0.42 * e + 0.12 * np.exp(-y / m2) + 0.18 * two_rate,
+                               rtol=1e-6)
+    far = _wait_sf(y, a, m, one, b, 2 * m, one, exact_sum=True)
+    t2 = 1 / 1.6
+    hypo = (t2 * np.exp(-t1 * y) - t1 * np.exp(-t2 * y)) / (t2 - t1)
+    np.testing.assert_allclose(far, 0.42 * e + 0.12 * np.exp(-y / 1.6) + 0.18 * hypo,
+                               rtol=1e-13)
+
+
+@pytest.mark.parametrize("q", [0.0, 1.0, -0.1, 1.5, [0.5, 1.0]])
+def test_a_quantile_outside_zero_one_is_refused_by_name(q):
+    cfg = spec.default_config()
+    est = analytic.estimate(cfg.workload, cfg.cluster_mono)
+    with pytest.raises(ValueError, match=r"^q = .*: must be in \(0, 1\)$"):
+        est.quantile(q)
+
+
+def test_quantile_returns_a_float_for_one_q_and_an_axis_for_a_list():
+    cfg = spec.default_config()
+    one = analytic.estimate(cfg.workload, cfg.cluster_mono)
+    assert isinstance(one.quantile(0.9), float)
+    assert np.shape(one.quantile([0.9])) == (1,)
+    assert one.quantile([0.5, 0.9])[1] == one.quantile(0.9) > one.quantile(0.5)
+    grid = analytic.estimate(cfg.workload, cfg.cluster_mono,
+                             arrival_rate_per_s=np.array([1.0, 2.0, 3.0]))
+    assert grid.quantile(0.9).shape == (3,)
+    assert grid.quantile([0.5, 0.9]).shape == (2, 3)
+    np.testing.assert_array_equal(grid.quantile([0.5, 0.9])[1], grid.quantile(0.9))
