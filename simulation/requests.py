@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,20 +184,32 @@ def arrivals(rng: np.random.Generator, workload: Workload, horizon_s: float) -> 
     return np.concatenate(parts) if parts else np.empty(0)
 
 
+def request_streams(seed: np.random.SeedSequence | int
+                    ) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
+    """The generators of a synthetic stream's arrivals, prompt and output lengths: the
+    first three children of ``seed``, so changing one law never shifts another's draws."""
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return tuple(np.random.default_rng(s) for s in child_seeds(ss, 3))
+
+
 def generate_requests(workload: Workload, sim_seconds: float,
                       seed: np.random.SeedSequence | int) -> Requests:
     """A synthetic stream: the workload's arrivals on ``[0, sim_seconds)``, independent
-    tokens.
-
-    ``seed`` spawns three child streams, one each for arrivals, prompt and output
-    lengths, so changing one law never shifts another's draws.
-    """
-    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    arr_ss, prompt_ss, output_ss = child_seeds(ss, 3)
-    times = arrivals(np.random.default_rng(arr_ss), workload, sim_seconds)
-    prompt, output = draw_tokens(workload, np.random.default_rng(prompt_ss),
-                                 np.random.default_rng(output_ss), len(times))
+    tokens (generators from :func:`request_streams`)."""
+    rng_a, rng_p, rng_o = request_streams(seed)
+    times = arrivals(rng_a, workload, sim_seconds)
+    prompt, output = draw_tokens(workload, rng_p, rng_o, len(times))
     return Requests._trusted(times, prompt, output)
+
+
+def request_pieces(workload: Workload, sim_seconds: float,
+                   seed: np.random.SeedSequence | int, block: int = 1 << 20
+                   ) -> Iterator[Requests]:
+    """:func:`generate_requests`'s stream, ``block`` requests at a time (the same numbers:
+    each law draws sequentially from its own generator)."""
+    rng_a, rng_p, rng_o = request_streams(seed)
+    for times in iter_arrivals(rng_a, workload, sim_seconds, block):
+        yield Requests._trusted(times, *draw_tokens(workload, rng_p, rng_o, len(times)))
 
 
 #: Draws of at least this many requests fill prompts and outputs on two threads.

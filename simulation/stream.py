@@ -28,7 +28,7 @@ from spec import (
 from .fast import decode_order, fifo_continue
 from .metrics import Summary
 from .model import StageTimes
-from .requests import Requests, child_seeds, draw_tokens, iter_arrivals
+from .requests import Requests, request_pieces
 
 BLOCK = 1 << 20
 #: Requests drawn at a time for the batched engine (which is slower per request, so
@@ -99,17 +99,6 @@ class _Disagg:
         yield req, StageTimes(go["p_start"], go["ready"], d_start)
 
 
-def request_pieces(workload: Workload, sim_seconds: float, seed: np.random.SeedSequence,
-                   block: int | None = None) -> Iterator[Requests]:
-    """:func:`simulation.requests.generate_requests`'s stream, ``block`` requests at a
-    time (the same numbers: each law draws sequentially from its own generator)."""
-    arr_ss, prompt_ss, output_ss = child_seeds(seed, 3)
-    rng_a, rng_p, rng_o = (np.random.default_rng(s) for s in (arr_ss, prompt_ss, output_ss))
-    for arrivals in iter_arrivals(rng_a, workload, sim_seconds,
-                                  BLOCK if block is None else block):
-        yield Requests._trusted(arrivals, *draw_tokens(workload, rng_p, rng_o, len(arrivals)))
-
-
 def stream_replication(workload: Workload, sim_seconds: float, seed: np.random.SeedSequence,
                        clusters: Sequence[Cluster], warmup_s: float,
                        quantiles: Sequence[float], loads: Sequence[dict[str, float]],
@@ -121,6 +110,7 @@ def stream_replication(workload: Workload, sim_seconds: float, seed: np.random.S
     states = [_Mono(c) if isinstance(c, MonolithicCluster) else _Disagg(c) for c in clusters]
     summaries = [Summary(c, (warmup_s, sim_seconds), quantiles, load)
                  for c, load in zip(clusters, loads, strict=True)]
+    block = BLOCK if block is None else block
     for req in request_pieces(workload, sim_seconds, seed, block):
         for state, summary in zip(states, summaries, strict=True):
             for done, times in state.feed(req, float(req.arrival_s[-1])):
@@ -147,8 +137,8 @@ def stream_batched_replication(workload: Workload, sim_seconds: float,
     for cluster in clusters:
         summary = BatchedSummary(window_s)
         engine = run_batched_fast(
-            request_pieces(workload, sim_seconds, seed, BATCHED_BLOCK if block is None
-                           else block), cluster, window_s,
+            request_pieces(workload, sim_seconds, seed,
+                           BATCHED_BLOCK if block is None else block), cluster, window_s,
             lambda rec, s=summary: s.add(rec[1][OUT_ID], times_of(rec, window_s)))
         out.append(summary.result(engine, quantiles, slo))
     return out

@@ -10,7 +10,7 @@ import pytest
 
 import simulation.stream as stream
 from simulation import batched_metrics, compare, runner
-from simulation.requests import Requests, generate_requests, spawn_seeds
+from simulation.requests import Requests, generate_requests, request_pieces, spawn_seeds
 from spec import config_from_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +33,7 @@ def test_request_pieces_are_the_whole_stream(process):
     cfg = config_from_mapping({"arrival": {"rate_per_s": 5.0, **process}})
     ss = spawn_seeds(3, 1)[0]
     whole = generate_requests(cfg.workload, 500.0, ss)
-    parts = list(stream.request_pieces(cfg.workload, 500.0, ss, 37))
+    parts = list(request_pieces(cfg.workload, 500.0, ss, 37))
     assert len(parts) > 20
     for f in ("arrival_s", "prompt_tokens", "output_tokens"):
         np.testing.assert_array_equal(np.concatenate([getattr(p, f) for p in parts]),
