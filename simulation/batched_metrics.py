@@ -97,13 +97,12 @@ def _kept_columns(times: BatchedTimes) -> np.ndarray:
 
 def _window_sums(times: BatchedTimes, lo: float, hi: float) -> list:
     """Over every request: those finishing in ``[lo, hi)`` and their output tokens; the
-    request-seconds in the system over the window and over each half of it. Exact (ints
-    and fractions), so sums over batches equal the sum over the whole run."""
+    request-seconds in the system over each half of the window. Exact (ints and
+    fractions), so sums over batches equal the sum over the whole run."""
     finish = times.last_token_s
     done = (finish >= lo) & (finish < hi)
     mid = lo + (hi - lo) / 2
     return [int(np.count_nonzero(done)), int(times.output_tokens[done].sum()),
-            _backlog_integral(times.arrival_s, finish, lo, hi),
             _backlog_integral(times.arrival_s, finish, lo, mid),
             _backlog_integral(times.arrival_s, finish, mid, hi)]
 
@@ -136,7 +135,7 @@ class BatchedSummary:
         self.window_s = window_s
         self.n_requests = 0
         self.preemptions = 0
-        self.sums: list = [0, 0, Fraction(0), Fraction(0), Fraction(0)]
+        self.sums: list = [0, 0, Fraction(0), Fraction(0)]
         self._pieces: dict[int, list] = {}  # piece -> one array per kept column
         self._first = self._last = -1  # measured ids: one run of consecutive ids
 
@@ -224,8 +223,9 @@ def _statistics(kept: Sequence[np.ndarray], preemptions: int, n_requests: int, s
     out["mean_itl_s"] = engine.itl_sum_s / gaps if gaps else math.nan
     for q, v in zip(qs, histogram_quantiles(engine.itl_hist, qs), strict=True):
         out[quantile_key(q, "itl_s")] = v
-    done, done_tokens = sums[:2]
-    backlog, first, second = (float(x) for x in sums[2:])
+    done, done_tokens, first, second = sums
+    backlog = float(first + second)  # the whole window's: the halves' exact sum
+    first, second = float(first), float(second)
     out["throughput_rps"] = float(done / span)
     out["throughput_tokens_per_s"] = float(done_tokens / span)
     out["mean_in_system"] = backlog / span

@@ -24,7 +24,8 @@ def test_one_request_by_hand():
     """P = 4, O = 2, blocks of 4 tokens, 2 blocks. Prefill 0 -> 4 ms holding 1 block
     (token 1), decode 4 -> 14 ms holding 2 blocks (token 2). Window [0, 20 ms):
     KV block-seconds 1 x 0.004 + 2 x 0.010 = 0.024 of 2 x 0.02 -> 0.6; busy 14 of 20 ms;
-    one request and 2 tokens in 20 ms; TTFT 4 ms, TPOT = ITL = 10 ms, E2E 14 ms."""
+    one request and 2 tokens in 20 ms; TTFT 4 ms, TPOT = ITL = 10 ms, E2E 14 ms; in the
+    system 0 -> 14 ms, across the window's middle (10 ms + 4 ms): 0.7 on average."""
     req = Requests(np.array([0.0]), np.array([4.0]), np.array([2.0]))
     cluster = BatchedColocated(instances=1, instance=instance(kv=8, block_size=4))
     window = (0.0, 0.02)
@@ -33,6 +34,7 @@ def test_one_request_by_hand():
     assert s["kv_occupancy_colocated"] == pytest.approx(0.6)
     assert s["utilisation_colocated"] == pytest.approx(0.7)
     assert s["mean_batch_colocated"] == 1.0
+    assert s["mean_in_system"] == pytest.approx(0.7)
     assert s["throughput_rps"] == pytest.approx(50.0)
     assert s["throughput_tokens_per_s"] == pytest.approx(100.0)
     assert s["mean_ttft_s"] == pytest.approx(0.004) and s["mean_e2e_s"] == pytest.approx(0.014)
