@@ -334,11 +334,11 @@ class _Shapes:
         return self._rows[i]
 
     @staticmethod
-    def build(terms, utilisation, servers, active) -> np.ndarray:
-        """Rows of the residual law's shape at each point's utilisation and
+    def build(terms, u: np.ndarray, c: np.ndarray, act: np.ndarray) -> np.ndarray:
+        """Rows of the residual law's shape at each point's utilisation ``u`` and
         ``k = c ** SERVER_EXPONENT`` (:func:`analytic.residual.interpolated_shapes`); the
-        exponential where ``active`` is false (nobody waits, or unstable: never used)."""
-        u, c, act = (np.ravel(v) for v in np.broadcast_arrays(utilisation, servers, active))
+        exponential where ``act`` is false (nobody waits, or unstable: never used). The
+        arrays are flat, one value a point (:meth:`of`)."""
         rows = np.tile(np.exp(-residual.SHAPE_GRID), (u.size, 1))
         if np.any(act):
             rows[act] = residual.interpolated_shapes(
