@@ -79,11 +79,17 @@ __all__ += ["SplitChoice", "best_split", "max_rate", "min_gpus", "saturation_rat
 from .batched import (  # noqa: E402
     batch_prefill_capacity,
     batch_prefill_chain_ttft,
+    batch_prefill_random_ttft,
     batch_prefill_ttft,
+    batched_estimate,
     colocated_prefill_priority,
     prefill_affine,
+    prefill_cost_laplace,
     prefill_cost_moments,
 )
+from .batched_disagg import disaggregated_batched, stability_limits  # noqa: E402
 
-__all__ += ["batch_prefill_capacity", "batch_prefill_chain_ttft", "batch_prefill_ttft",
-            "colocated_prefill_priority", "prefill_affine", "prefill_cost_moments"]
+__all__ += ["batch_prefill_capacity", "batch_prefill_chain_ttft", "batch_prefill_random_ttft",
+            "batch_prefill_ttft", "batched_estimate", "colocated_prefill_priority",
+            "disaggregated_batched", "prefill_affine", "prefill_cost_laplace",
+            "prefill_cost_moments", "stability_limits"]

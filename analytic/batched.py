@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import signal, stats
 
 from spec import Profile, TokenDist
 
@@ -65,20 +66,51 @@ def batch_prefill_capacity(mean_cost_s: ArrayLike) -> float | np.ndarray:
     return _out(1.0 / _arr("mean_cost_s", mean_cost_s, low_open=True))
 
 
-def _chain_one(lam: float, a: float, beta: float) -> float:
-    from scipy.stats import poisson
+def prefill_cost_laplace(lam: float, b: float, c: float, prompt: TokenDist) -> float:
+    """``E[exp(-lam beta(L))]``, ``beta(L) = b L + c L^2``, from the exact prompt law."""
+    values, probs = prompt.pmf()
+    v = values.astype(float)
+    return float(np.exp(-lam * (b * v + c * v * v)) @ probs / probs.sum())
 
-    if lam * beta >= 1.0:
-        return math.inf
+
+def _arrivals_pmf(lam: float, a: float, e1: float, var: float, x: np.ndarray,
+                  upto: int) -> np.ndarray:
+    """``P(A = k | x)``, ``k = 0 .. upto``: Poisson arrivals at ``lam`` during a batch of
+    ``x`` prompts, ``S_x = a + G_x``. Fixed costs (``var = 0``): ``A ~ Poisson(lam S_x)``.
+    Random costs: ``G_x`` gamma of mean ``x e1`` and variance ``x var`` (the sum of ``x``
+    i.i.d. costs, moment-matched), so ``A`` is ``Poisson(lam a)`` plus the negative
+    binomial ``NB(x e1^2 / var, 1 / (1 + lam var / e1))``."""
+    k = np.arange(upto + 1)
+    if var <= 0.0:
+        return stats.poisson.pmf(k[None, :], (lam * (a + x * e1))[:, None])
+    theta = var / e1
+    nb = stats.nbinom.pmf(k[None, :], (x * e1 / theta)[:, None], 1.0 / (1.0 + lam * theta))
+    if lam * a <= 0.0:
+        return nb
+    pois = stats.poisson.pmf(k, lam * a)
+    return np.maximum(signal.fftconvolve(nb, pois[None, :], axes=1)[:, :upto + 1], 0.0)
+
+
+def _chain(lam: float, a: float, e1: float, var: float, laplace: float
+           ) -> tuple[float, np.ndarray]:
+    """Mean TTFT of a batch-everything prefill instance and the chain's stationary law of
+    batch sizes (``pi[x - 1]`` for ``x`` prompts); see :func:`batch_prefill_random_ttft`.
+    ``laplace`` is ``E[exp(-lam beta)]``."""
+    if lam * e1 >= 1.0:
+        return math.inf, np.zeros(0)
     if lam == 0.0:
-        return a + beta
+        return a + e1, np.ones(1)
     states = 64
     while True:
-        x = np.arange(1, states + 1)
-        s = a + x * beta
-        m = lam * s
-        P = poisson.pmf(x[None, :], m[:, None])
-        P[:, 0] += np.exp(-m)  # no arrival during the batch: the next one comes alone
+        x = np.arange(1, states + 1, dtype=float)
+        mean_s = a + x * e1
+        second_s = mean_s * mean_s + x * var  # E[S_x^2]
+        idle = np.exp(-lam * a) * laplace ** x  # P(A = 0 | x), exact
+        pmf = _arrivals_pmf(lam, a, e1, var, x, states)
+        beyond = np.maximum(1.0 - pmf.sum(axis=1), 0.0)  # P(A > states | x)
+        # P(A = 0 | x) exact, the rest of the law scaled to it (unchanged when fixed)
+        P = pmf[:, 1:] * ((1.0 - idle) / (1.0 - pmf[:, 0]))[:, None]
+        P[:, 0] += idle  # no arrival during the batch: the next one comes alone
         P /= P.sum(axis=1, keepdims=True)  # rows truncated at the last state
         # stationary law: pi (P - I) = 0, sum pi = 1 (last equation replaced)
         A = P.T - np.eye(states)
@@ -87,17 +119,60 @@ def _chain_one(lam: float, a: float, beta: float) -> float:
         rhs[-1] = 1.0
         pi = np.linalg.solve(A, rhs)
         # the truncation matters only as much as the chain goes past its last state
-        if float(pi @ poisson.sf(states, m)) <= CHAIN_TAIL:
+        if float(pi @ beyond) <= CHAIN_TAIL:
             break
         if states >= CHAIN_MAX_STATES:
             raise ValueError(
                 f"arrival_rate = {lam!r}: the exact chain needs more than "
-                f"{CHAIN_MAX_STATES} batch sizes at load lam E[beta] = {lam * beta:.4g}; "
+                f"{CHAIN_MAX_STATES} batch sizes at load lam E[beta] = {lam * e1:.4g}; "
                 "use batch_prefill_ttft (the closed form) this close to saturation")
         states = min(2 * states, CHAIN_MAX_STATES)
-    num = pi @ (m * (s / 2.0 + a + beta * (1.0 + m)) + np.exp(-m) * (a + beta))
-    den = pi @ (m + np.exp(-m))
-    return float(num / den)
+    m = lam * mean_s
+    num = pi @ (lam * second_s / 2.0 + a * m + e1 * (m + lam * lam * second_s)
+                + idle * (a + e1))
+    den = pi @ (m + idle)
+    return float(num / den), pi
+
+
+def _chain_one(lam: float, a: float, beta: float) -> float:
+    return _chain(lam, a, beta, 0.0, math.exp(-lam * beta))[0]
+
+
+def batch_prefill_random_ttft(arrival_rate: float, intercept_s: float, mean_cost_s: float,
+                              cost_variance_s2: float, cost_laplace: float
+                              ) -> tuple[float, np.ndarray]:
+    r"""Mean TTFT (to the end of the prefill) of an instance that batches everything
+    waiting, i.i.d. prompt costs ``beta`` of mean ``E[beta]`` and variance ``Var beta``,
+    Poisson arrivals; and the stationary law of its batch sizes.
+
+    The chain of :func:`batch_prefill_chain_ttft` with a random batch time
+    :math:`S_x = a + \beta_1 + \dots + \beta_x`: the followers of a batch of ``x`` wait
+    :math:`\lambda E[S_x^2]/2` in all, and a batch of ``A`` riders costs them
+    :math:`E[A (a + \sum_{i \le A} \beta_i)] = a E[A] + E[\beta] E[A^2]`, so
+
+    .. math:: E[T] = \frac{\sum_x \pi_x [\lambda E[S_x^2]/2 + a\lambda E[S_x]
+              + E[\beta](\lambda E[S_x] + \lambda^2 E[S_x^2]) + p_x (a + E[\beta])]}
+              {\sum_x \pi_x [\lambda E[S_x] + p_x]}
+
+    with :math:`E[S_x^2] = (a + x E[\beta])^2 + x \mathrm{Var}\,\beta` and
+    :math:`p_x = P(A = 0 \mid x) = e^{-\lambda a} E[e^{-\lambda\beta}]^x` (exact). Only the
+    transition law uses an approximation (:func:`_arrivals_pmf`: ``S_x - a`` gamma); for
+    fixed prompts (``Var beta = 0``) this is the exact chain. This toolkit's derivation
+    (ANALYTIC_NOTES batched item 1 for the fixed case). ``inf`` where
+    ``lam E[beta] >= 1``.
+
+    Returns
+    -------
+    ttft_s : float
+    batch_law : ndarray
+        ``batch_law[x - 1]``: the stationary probability that a batch holds ``x`` prompts.
+    """
+    lam = float(_arr("arrival_rate", arrival_rate))
+    a = float(_arr("intercept_s", intercept_s))
+    e1 = float(_arr("mean_cost_s", mean_cost_s, low_open=True))
+    var = float(_arr("cost_variance_s2", cost_variance_s2))
+    lt = float(_arr("cost_laplace", cost_laplace, low_open=True))
+    return _chain(lam, a, e1, var, lt)
 
 
 def batch_prefill_chain_ttft(arrival_rate: ArrayLike, intercept_s: ArrayLike,
@@ -293,9 +368,26 @@ def colocated_prefill_priority(arrival_rate: ArrayLike, prompt: TokenDist, outpu
     return _out(ttft), _out(tpot)
 
 
+def largest_rate(ok, start: float = 1.0, ceiling: float = 1e6, steps: int = 40) -> float:
+    """The largest rate ``r`` with ``ok(r)``, for ``ok`` true below a limit and false
+    above it: doubling from ``start`` until ``ok`` fails (at most ``ceiling``), then
+    ``steps`` bisections (``2^-40`` of the bracket). The one stability search of the
+    batched forms."""
+    lo, hi = 0.0, start
+    while ok(hi):
+        lo, hi = hi, 2.0 * hi
+        if hi > ceiling:
+            return math.inf
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
 def batched_estimate(workload, cluster) -> dict[str, float | bool | str]:
     """The closed-form estimate of a batched cluster, where one exists (today: colocated
-    ``prefill_priority`` instances with an affine profile and Poisson arrivals).
+    ``prefill_priority`` instances with an affine profile and Poisson arrivals; a
+    disaggregated cluster goes to :func:`analytic.batched_disagg.disaggregated_estimate`).
 
     Each of ``k`` instances is taken to see Poisson arrivals at ``rate / k`` (routing
     ignored: least-outstanding routing measured TTFT +2..+4 % and TPOT -1..-3.4 % up to
@@ -314,9 +406,9 @@ def batched_estimate(workload, cluster) -> dict[str, float | bool | str]:
         raise ValueError(f"arrival.process = {workload.arrival.process!r}: the batched closed "
                          "forms take Poisson arrivals so far")
     if not isinstance(cluster, BatchedColocated):
-        raise ValueError("batched_disagg: no closed form for disaggregated batched serving "
-                         "yet (built: colocated prefill_priority instances); simulate it: "
-                         "python -m simulation serving=batched mode=disagg")
+        from .batched_disagg import disaggregated_estimate
+
+        return disaggregated_estimate(workload, cluster)
     inst = cluster.instance
     if inst.policy != "prefill_priority" or cluster.first_token != "prefill":
         raise ValueError(f"{inst.name}.policy = {inst.policy!r}: the closed forms built so far "
@@ -329,17 +421,8 @@ def batched_estimate(workload, cluster) -> dict[str, float | bool | str]:
     p, o = workload.prompt_tokens, workload.output_tokens
     lam = workload.arrival_rate_per_s / k
     ttft, tpot = colocated_prefill_priority(lam, p, o, prof, **limits)
-    lo, hi = 0.0, 1.0
-    while math.isfinite(colocated_prefill_priority(hi, p, o, prof, **limits)[0]):
-        hi *= 2.0
-        if hi > 1e6:
-            break
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        if math.isfinite(colocated_prefill_priority(mid, p, o, prof, **limits)[0]):
-            lo = mid
-        else:
-            hi = mid
+    lo = largest_rate(lambda r: math.isfinite(colocated_prefill_priority(r, p, o, prof,
+                                                                        **limits)[0]))
     stable = math.isfinite(ttft)
     return {
         "method": "colocated_prefill_priority (Poisson rate/instances per instance)",

@@ -29,9 +29,11 @@ ROWS: tuple[tuple[str, str], ...] = (
     (r"utilisation_(gpu|prefill|decode|colocated)", "utilisation, {0} pool"),
     (r"mean_batch_(prefill|decode|colocated)", "mean batch, {0} pool"),
     (r"mean_batch", "mean batch"),
+    (r"mean_decode_batch", "mean batch, decode pool"),
     (r"kv_occupancy_(prefill|decode|colocated)", "KV occupancy, {0} pool"),
     (r"kv_in_use_fraction", "KV in use"),
     (r"stability_limit_rps", "stability limit"),
+    (r"binding", "limit set by"),
     (r"stable", "stable"),
 )
 _LABELS = {"mean": "mean", "p50": "P50", "p90": "P90", "p99": "P99", "_ttft": " (TTFT)",
@@ -45,6 +47,8 @@ def value_text(key: str, value: object) -> str:
         return "n/a"
     if isinstance(value, bool) or key == "stable":
         return "yes" if value else "NO"
+    if isinstance(value, str):
+        return value
     x = float(value)  # type: ignore[arg-type]
     if math.isinf(x):
         return "inf (unstable)"

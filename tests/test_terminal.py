@@ -27,6 +27,7 @@ def app(name: str, *args: str) -> subprocess.CompletedProcess:
     ("utilisation_decode", 0.369, "36.9%"), ("slo_attainment", 0.979, "97.9%"),
     ("n_measured", 16410.0, "16,410"), ("stable", False, "NO"), ("stable", True, "yes"),
     ("mean_ttft_s", float("inf"), "inf (unstable)"), ("mean_ttft_s", None, "n/a"),
+    ("binding", "decode KV memory", "decode KV memory"),
 ])
 def test_values_carry_their_units(key, value, text):
     assert value_text(key, value) == text
