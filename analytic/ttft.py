@@ -98,9 +98,10 @@ def _token_cdf(dist: TokenDist) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _token_quantile(dist: TokenDist, q: float) -> float:
-    """Exact ``q`` quantile of the token count: the least ``n`` with ``P(N <= n) >= q``."""
+    """Exact ``q`` quantile of the token count: the least ``n`` with ``P(N <= n) >= q``
+    (the CDF of :func:`_cumulative` ends at exactly 1, so every ``q <= 1`` has one)."""
     values, cdf = _token_cdf(dist)
-    return float(values[min(int(np.searchsorted(cdf, q)), len(cdf) - 1)])
+    return float(values[int(np.searchsorted(cdf, q))])
 
 
 def _gamma_sf(y: np.ndarray, mean: np.ndarray, scv: np.ndarray) -> np.ndarray:
@@ -188,7 +189,7 @@ class TTFTEstimate:
 
         A list of ``q`` gives a leading axis of that length.
         """
-        qs = np.atleast_1d(np.asarray(q, dtype=float))
+        qs = np.atleast_1d(np.asarray(q, dtype=float))  # pragma: no mutate (float64 either way)
         if np.any((qs <= 0) | (qs >= 1)):
             raise ValueError(f"q = {q!r}: must be in (0, 1)")
         self._solve([float(v) for v in qs])
@@ -208,9 +209,12 @@ class TTFTEstimate:
         if not todo:
             return
         law = self._law
+        # pragma: no mutate start (chunks bound the memory, never the numbers: a grid
+        # solved in chunks equals it solved whole, tests/test_residual_law.py)
         shape = np.shape(law["a"])
         n = int(np.prod(shape))
         if law["shapes"] is None or law["exact"] is not None or n <= QUANTILE_CHUNK:
+            # pragma: no mutate end
             for q in todo:
                 self.quantiles[q] = _solve_quantile(q, **law)
             return
@@ -227,7 +231,7 @@ class TTFTEstimate:
 
     def __getattr__(self, name: str):
         # p50_ttft_s, p99_ttft_s, p99.9_ttft_s ... on demand
-        if name.startswith("p") and name.endswith("_ttft_s"):
+        if name.startswith("p") and name.endswith("_ttft_s"):  # pragma: no mutate (else fails)
             try:
                 q = float(name[1:-7]) / 100.0
             except ValueError:
@@ -351,7 +355,7 @@ class _Shapes:
             pos = {i: k for k, i in enumerate(index.tolist())}
             at = np.array([pos[i] for i in todo])
             rows = residual.sum_shape(self.first[todo], m1[at], self.second[todo], m2[at])
-            self._sum.update(zip(todo, rows, strict=True))
+            self._sum.update(zip(todo, rows, strict=True))  # pragma: no mutate (equal lengths)
         return np.stack([self._sum[i] for i in index.tolist()])
 
     def wait_sf(self, y, index, a, m1, b, m2) -> np.ndarray:
@@ -415,15 +419,17 @@ def _solve_quantile(q: float, *, nodes: np.ndarray, weights: np.ndarray, x_cdf,
     ok = st_.astype(bool)
     if not np.any(ok):
         return res.reshape(shape)
-    index = np.flatnonzero(ok).astype(float)  # each point's row in the shapes
+    index = np.flatnonzero(ok).astype(float)  # pragma: no mutate (a point's row in the shapes)
     args = (*(v[ok] for v in law), index)
 
     def excess(t: np.ndarray, a, m1, s1, b, m2, s2, index) -> np.ndarray:
         """``F(t) - q``; ``find_root`` passes only the points still being solved."""
         zero = (1 - a) * (1 - b)
         y = t[:, None] - nodes[None, :]
+        # pragma: no mutate start (y < 0 is masked by pos below; y = 0 has no mass)
         pos = y >= 0
         y = np.where(pos, y, 0.0)
+        # pragma: no mutate end
         if shapes is None:
             sf = _wait_sf(y, *(v[:, None] for v in (a, m1, s1, b, m2, s2)),
                           exact_sum=exact_sum)
@@ -439,6 +445,9 @@ def _solve_quantile(q: float, *, nodes: np.ndarray, weights: np.ndarray, x_cdf,
     # P(X + W > x_{1-e} + y) <= 2e = 1 - q
     a_, m1_, s1_, b_, m2_, s2_, index_ = args
     lo = np.full(a_.shape, x_quantile(q))
+    # pragma: no mutate start (any upper bound gives the same root: a looser one costs
+    # iterations only, and one that is not a bound raises below; the residual law's
+    # ends are tested against exponential quantiles, tests/test_residual_law.py)
     tail = (1.0 - q) / 2.0
     if shapes is not None:
         ends = shapes.wait_isf(tail, index_.astype(np.int64), a_, m1_, b_, m2_)
@@ -452,6 +461,7 @@ def _solve_quantile(q: float, *, nodes: np.ndarray, weights: np.ndarray, x_cdf,
             ends.append(np.where(a_ * b_ > 0, _gamma_isf(tail / 2, m1_, s1_)
                                  + _gamma_isf(tail / 2, m2_, s2_), 0.0))
     hi = np.maximum(x_quantile(1.0 - tail) + np.maximum.reduce(ends), lo)
+    # pragma: no mutate end
     at_lo = excess(lo, *args) >= 0  # the atom of W at 0 already reaches q
     res_ok = lo.copy()
     solve = np.flatnonzero(~at_lo)

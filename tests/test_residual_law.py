@@ -252,3 +252,112 @@ def test_quantile_returns_a_float_for_one_q_and_an_axis_for_a_list():
     assert grid.quantile(0.9).shape == (3,)
     assert grid.quantile([0.5, 0.9]).shape == (2, 3)
     np.testing.assert_array_equal(grid.quantile([0.5, 0.9])[1], grid.quantile(0.9))
+
+
+def test_exact_sum_near_equal_fast_rates_takes_the_equal_rate_form():
+    """Rates 10^4/s that differ by 1e-12 relative: the two-rate formula would divide by
+    1e-8 and lose about 1e-4 to cancellation; the equal-rate (Erlang-2) branch, whose own
+    error here is about 1e-11, must be taken (tolerance ``1e-7`` of the larger rate)."""
+    from analytic.ttft import _wait_sf
+
+    y = np.array([[0.5, 1.0, 3.0, 8.0]]) * 1e-4
+    m1, m2 = np.array([[1e-4]]), np.array([[1e-4 * (1 + 1e-12)]])
+    one = np.ones((1, 1))
+    got = _wait_sf(y, one, m1, one, one, m2, one, exact_sum=True)
+    np.testing.assert_allclose(got, (1.0 + y / 1e-4) * np.exp(-y / 1e-4), rtol=1e-9)
+
+
+def test_degenerate_waits_raise_no_warning_and_keep_their_zero_weight():
+    """A pool where nobody waits may carry a zero mean: its gamma law is the atom at 0
+    (``P(G > y) = 0`` for ``y > 0``), a subnormal mean overflows to the same answer, and
+    the sum's term is dropped where its weight ``a b`` is 0 (warnings are errors here)."""
+    from analytic.ttft import _gamma_isf, _gamma_sf, _wait_sf
+
+    assert _gamma_sf(np.array(1.0), np.array(0.0), np.array(1.0)) == 0.0
+    assert _gamma_sf(np.array(1.0), np.array(1e-300), np.array(1e-10)) == 0.0
+    assert np.isnan(_gamma_sf(np.array(0.0), np.array(0.0), np.array(1.0)))  # 0/0: unused
+    assert np.isnan(_gamma_sf(np.array(1.0), np.array(1.0), np.array(0.0)))
+    assert np.isnan(_gamma_isf(np.array(0.1), np.array(1.0), np.array(0.0)))
+    assert _gamma_isf(np.array(1e-300), np.array(1e307), np.array(1.0)) == np.inf
+    y = np.array([[1.0, 2.0]])
+    zero, half, one = np.zeros((1, 1)), np.full((1, 1), 0.5), np.ones((1, 1))
+    for exact in (True, False):
+        got = _wait_sf(y, zero, zero, one, half, one, one, exact_sum=exact)
+        np.testing.assert_allclose(got, 0.5 * np.exp(-y), rtol=1e-14)
+
+
+@pytest.mark.parametrize("scv", [0.3, 1.0, 2.5])
+def test_gamma_law_helpers_are_scipys_gamma(scv):
+    """``_gamma_sf`` and ``_gamma_isf`` against ``scipy.stats.gamma`` of shape ``1/scv``
+    and scale ``mean scv`` (mean and SCV as named), and inverse to each other."""
+    from scipy import stats
+
+    from analytic.ttft import _gamma_isf, _gamma_sf
+
+    mean = np.array([0.2, 1.5])
+    law = stats.gamma(1.0 / scv, scale=mean * scv)
+    y = np.array([0.1, 2.0])
+    np.testing.assert_allclose(_gamma_sf(y, mean, np.full(2, scv)), law.sf(y), rtol=1e-12)
+    p = np.array([0.3, 1e-4])
+    x = _gamma_isf(p, mean, np.full(2, scv))
+    np.testing.assert_allclose(x, law.isf(p), rtol=1e-10)
+    np.testing.assert_allclose(_gamma_sf(x, mean, np.full(2, scv)), p, rtol=1e-10)
+
+
+def test_tabulated_exponential_shapes_give_the_exact_sum_law():
+    """Where the residual law's rows are the exponential (``active`` false), the tabulated
+    ``P(W1 + W2 > y)`` must be the exponential law's, hypoexponential sum included
+    (``_wait_sf`` with ``exact_sum``, itself checked above against Erlang's forms), and
+    each component's tail end must be its exponential quantile to the grid's step."""
+    from analytic.ttft import _Shapes, _wait_sf
+
+    n = 3
+    pool = ((), np.full(n, 0.5), np.ones(n), np.zeros(n, dtype=bool))
+    shapes = _Shapes.of((n,), pool, pool)
+    np.testing.assert_allclose(shapes.first, np.exp(-R.SHAPE_GRID)[None, :].repeat(n, 0))
+    index = np.arange(n)
+    a = np.array([0.6, 0.0, 0.3])[:, None]
+    b = np.array([0.2, 0.7, 0.9])[:, None]
+    m1 = np.array([0.5, 0.5, 0.05])[:, None]
+    m2 = np.array([1.5, 0.4, 0.2])[:, None]
+    y = np.array([0.0, 0.2, 0.9, 2.5, 6.0])[None, :].repeat(n, 0)
+    one = np.ones((n, 1))
+    want = _wait_sf(y, a, m1, one, b, m2, one, exact_sum=True)
+    np.testing.assert_allclose(shapes.wait_sf(y, index, a, m1, b, m2), want, atol=2e-4)
+    tail = 1e-3
+    ends = shapes.wait_isf(tail, index, a[:, 0], m1[:, 0], b[:, 0], m2[:, 0])
+    step = np.max(np.diff(R.SHAPE_GRID))
+    for end, m, w in ((ends[0], m1[:, 0], a[:, 0]), (ends[1], m2[:, 0], b[:, 0])):
+        np.testing.assert_allclose(end, np.where(w > 0, -np.log(tail) * m, 0.0),
+                                   atol=step * m.max())
+    t1, t2 = 1 / m1[:, 0], 1 / m2[:, 0]
+    s12 = end_sf = (t2 * np.exp(-t1 * ends[2]) - t1 * np.exp(-t2 * ends[2])) / (t2 - t1)
+    both = a[:, 0] * b[:, 0] > 0
+    assert np.all(s12[both] <= tail * 1.001) and np.all(ends[2][~both] == 0.0), end_sf
+    # and not far past it: one grid step of the sum's scale back, the law is above tail
+    back = ends[2] - step * (m1[:, 0] + m2[:, 0])
+    s_back = (t2 * np.exp(-t1 * back) - t1 * np.exp(-t2 * back)) / (t2 - t1)
+    assert np.all(s_back[both] > tail * 0.999)
+
+
+def test_summary_and_dataset_types_and_labels():
+    """The summary names its wait law and linking; ``stable`` is a bool for one point and
+    an array for a grid; a grid's dataset carries its coordinates; ``quantile`` returns
+    a Python float for one ``q``; unknown attributes raise AttributeError naming them."""
+    cfg = spec.default_config()
+    one = analytic.estimate(cfg.workload, cfg.cluster_disagg)
+    s = one.summary(quantiles=(0.9,))
+    assert (s["wait_law"], s["linking"]) == (one.wait_law, one.linking) == ("residual",
+                                                                              "timescale")
+    assert type(s["stable"]) is bool and type(one.quantile(0.9)) is float
+    rates = np.array([1.0, 2.0, 3.0])
+    grid = analytic.estimate_grid(cfg.workload, cfg.cluster_disagg, method="whitt93",
+                                  arrival_rate_per_s=rates)
+    assert grid.method == "whitt93"
+    np.testing.assert_array_equal(grid.summary()["stable"], [True, True, True])
+    ds = grid.to_xarray(quantiles=(0.5,))
+    np.testing.assert_array_equal(ds["arrival_rate_per_s"].values, rates)
+    assert ds["mean_ttft_s"].dims == ("arrival_rate_per_s",)
+    for name in ("p5x_ttft_s", "nonexistent"):
+        with pytest.raises(AttributeError, match=f"^{name}$"):
+            getattr(one, name)
