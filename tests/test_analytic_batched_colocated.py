@@ -51,6 +51,7 @@ def test_mean_ttft_and_tpot_against_the_simulation(lam, ttft_err, tpot_err):
     assert tpot / s_tpot - 1 == pytest.approx(tpot_err, abs=0.015)
 
 
+@pytest.mark.slow
 def test_predicted_limit_within_five_percent_of_the_simulated_one():
     """The largest rate with a finite fixed point, K: the simulation (stability verdict,
     3 x 16,000 s) is stable at 0.95 K and unstable at 1.05 K."""

@@ -169,6 +169,7 @@ def test_means_against_the_batched_simulation(split, first_token, sigma, lam, to
         assert abs(form - sim) <= tol * sim + h, (name, form, sim, h)
 
 
+@pytest.mark.slow
 def test_the_limit_and_its_binding_bound_against_the_simulated_knee():
     """DistServe's OPT-13B setting, one prefill and one decode instance: the decode KV
     cache binds first (7.17 req/s; decode compute 8.36, prefill 18.0). The simulation
