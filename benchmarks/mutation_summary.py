@@ -5,6 +5,12 @@ Run where ``mutmut run`` ran (the repository root, with its ``mutants/`` folder)
     mutmut run --max-children 2          # [tool.mutmut] in pyproject.toml
     python benchmarks/mutation_summary.py > benchmarks/mutation/summary.md
 
+or name the folders of several runs, oldest first: a function checked in a later run
+(the functions changed since, re-run by name: ``mutmut run "analytic.ttft.x_estimate*"``)
+takes all its mutants from that run, since a change renumbers a function's mutants::
+
+    python benchmarks/mutation_summary.py /tmp/run1 /tmp/run2 > benchmarks/mutation/summary.md
+
 Writes ``benchmarks/mutation/survivors.txt`` (one surviving mutant a line; see one with
 ``mutmut show NAME``) and prints a Markdown table. Score = (killed + timeout) / (killed +
 timeout + survived + no tests), mutmut's own definition; mutants not yet checked (an
@@ -21,15 +27,41 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "mutation"
 
 
-def main() -> int:
+def _results(folder: str | None) -> dict[str, str]:
+    """``{mutant: status}`` of the run in ``folder`` (the current one if None)."""
     text = subprocess.run(["mutmut", "results", "--all", "true"], capture_output=True,
-                          text=True, check=True).stdout
-    by: dict[str, Counter] = defaultdict(Counter)
-    survivors = []
+                          text=True, check=True, cwd=folder).stdout
+    out = {}
     for line in text.splitlines():
         name, _, status = line.strip().rpartition(": ")
-        if not name:
-            continue
+        if name:
+            out[name] = status
+    return out
+
+
+def _function(name: str) -> str:
+    """The function a mutant belongs to: its name without ``__mutmut_<n>``."""
+    return name.rpartition("__mutmut_")[0]
+
+
+def merged(runs: list[dict[str, str]]) -> dict[str, str]:
+    """Later runs replace every mutant of each function they checked; a function they
+    did not check keeps the earlier run's mutants (or, new, is listed as not checked)."""
+    out: dict[str, str] = {}
+    for run in runs:
+        checked = {_function(n) for n, st in run.items() if st != "not checked"}
+        out = {n: st for n, st in out.items() if _function(n) not in checked}
+        known = {_function(n) for n in out}
+        out.update({n: st for n, st in run.items()
+                    if _function(n) in checked or _function(n) not in known})
+    return out
+
+
+def main(folders: list[str]) -> int:
+    results = merged([_results(f) for f in folders] if folders else [_results(None)])
+    by: dict[str, Counter] = defaultdict(Counter)
+    survivors = []
+    for name, status in results.items():
         module = ".".join(name.split(".")[:2])
         by[module][status] += 1
         if status == "survived":
@@ -53,4 +85,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
