@@ -1,6 +1,8 @@
-"""Token-length distributions: a lognormal, rounded and clipped below.
+"""Token-length distributions: a lognormal, rounded and clipped.
 
-A token count is ``N = max(min_value, round(X))`` with ``X ~ LogNormal(mu, sigma)``.
+A token count is ``N = max(min_value, round(X))`` with ``X ~ LogNormal(mu, sigma)``, and
+``N = min(max_value, ...)`` when a ``max_value`` is given (a context length: longer
+prompts are cut to it, as a client truncating its input would).
 The seed documents give ``X`` in three equivalent ways (``mode``), each converted to
 ``(mu, sigma)`` exactly:
 
@@ -127,6 +129,11 @@ class TokenDist:
         ``p50_p90`` mode: median and 90th percentile of ``X`` in tokens (``p90 > p50 > 0``).
     min_value : int
         Smallest token count (>= 1).
+    max_value : int, optional
+        Largest token count (``min_value`` to ``min_value + 4,000,000``): longer draws are
+        cut to it. Without it the law's upper tail is the lognormal's, whose high moments
+        a heavy law draws from lengths no model serves (``E[N^4]`` of sigma 1.2 from about
+        ``e^{4 sigma^2} = 317`` times the median).
     name : str
         Field name used in error messages (``prompt_tokens``, ``output_tokens``).
 
@@ -146,6 +153,7 @@ class TokenDist:
     p50: float | None = None
     p90: float | None = None
     min_value: int = 1
+    max_value: int | None = None
     name: str = field(default="tokens", compare=False, repr=False,
                       metadata={"config": False})
 
@@ -168,6 +176,10 @@ class TokenDist:
                                  f"{' and '.join(wanted)}")
         object.__setattr__(self, "min_value",
                            _check.whole(f"{self.name}.min_value", self.min_value, low=1))
+        if self.max_value is not None:
+            object.__setattr__(self, "max_value", _check.whole(
+                f"{self.name}.max_value", self.max_value, low=self.min_value,
+                high=self.min_value + _MAX_TERMS))
         mu, sigma = _log_params(self.mode, given, self.name)
         object.__setattr__(self, "_mu", mu)
         object.__setattr__(self, "_sigma", sigma)
@@ -201,11 +213,14 @@ class TokenDist:
         out: dict[str, float | int | str] = {"mode": self.mode}
         out.update({k: getattr(self, k) for k in MODES[self.mode]})
         out["min_value"] = self.min_value
+        if self.max_value is not None:
+            out["max_value"] = self.max_value
         return out
 
     # ------------------------------------------------------------------ sampling
     def sample(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """Draw ``size`` token counts ``max(min_value, rint(X))`` as int64."""
+        """Draw ``size`` token counts ``max(min_value, rint(X))`` (at most ``max_value``)
+        as int64."""
         return self.sample_float(rng, size).astype(np.int64)
 
     def sample_float(self, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -213,11 +228,16 @@ class TokenDist:
         integer round trip (the simulator works in float64)."""
         x = rng.lognormal(self.mu, self.sigma_log, size)
         np.rint(x, out=x)
-        return np.maximum(x, float(self.min_value), out=x)
+        np.maximum(x, float(self.min_value), out=x)
+        if self.max_value is not None:
+            np.minimum(x, float(self.max_value), out=x)
+        return x
 
     # ------------------------------------------------------------------ exact law
     def _cut(self) -> int:
         """Last token count summed explicitly by :meth:`pmf` and :meth:`raw_moment`."""
+        if self.max_value is not None:  # the whole law, its atom at max_value included
+            return self.max_value
         top = math.exp(min(self.mu + _TAIL_Z * self.sigma_log, 700.0))
         return int(min(max(self.min_value, math.ceil(top)), self.min_value + _MAX_TERMS))
 
@@ -239,7 +259,7 @@ class TokenDist:
         law this sums about thirteen thousand terms instead of 1.5 million.
         """
         full = self._cut()
-        if self.sigma_log == 0.0:
+        if self.sigma_log == 0.0 or self.max_value is not None:
             return full
         mu, s = self.mu, self.sigma_log
         size = math.exp(order * mu + order * order * s * s / 2.0)  # E[X^order]
@@ -292,8 +312,9 @@ class TokenDist:
         """:meth:`_pmf_uncached` for the token counts ``min_value .. last``."""
         m = self.min_value
         if self.sigma_log == 0.0:
-            n = max(m, int(np.rint(math.exp(self.mu))))
-            return np.array([n], dtype=np.int64), np.array([1.0])
+            return np.array([self._fixed()], dtype=np.int64), np.array([1.0])
+        if self.max_value is not None:
+            last = min(last, self.max_value)
         k = np.arange(m, max(m, last) + 1, dtype=np.int64)
         # differences of the CDF below the median and of the survival function above it,
         # so that every probability keeps its relative precision
@@ -303,7 +324,14 @@ class TokenDist:
         prev_below = np.concatenate(([0.0], below[:-1]))
         prev_above = np.concatenate(([1.0], above[:-1]))
         probs = np.where(z <= 0.0, below - prev_below, prev_above - above)
+        if last == self.max_value:  # every draw past max_value - 1/2 is cut to it
+            probs[-1] = 1.0 if k.size == 1 else float(prev_above[-1])
         return k, probs
+
+    def _fixed(self) -> int:
+        """The one token count of a ``sigma = 0`` law."""
+        n = max(self.min_value, int(np.rint(math.exp(self.mu))))
+        return n if self.max_value is None else min(n, self.max_value)
 
     def raw_moment(self, order: int) -> float:
         """Exact ``E[N^order]`` for ``order`` in 1..4 (cached per distribution; the
@@ -322,8 +350,8 @@ class TokenDist:
         """
         values, probs = self._pmf_upto(self._moment_cut(order))
         head = float(np.sum(values.astype(np.float64) ** order * probs))
-        if self.sigma_log == 0.0:
-            return head
+        if self.sigma_log == 0.0 or self.max_value is not None:
+            return head  # a law with a maximum is summed whole
         a = float(values[-1]) + 0.5
 
         def partial(k: int) -> float:
@@ -348,12 +376,13 @@ class TokenDist:
         x = np.asarray(n, dtype=float)
         k = np.floor(x)
         if self.sigma_log == 0.0:
-            fixed = max(self.min_value, int(np.rint(math.exp(self.mu))))
-            out = (k >= fixed).astype(float)
+            out = (k >= self._fixed()).astype(float)
         else:
             with np.errstate(invalid="ignore"):
                 out = np.where(k < self.min_value, 0.0,
                                1.0 - self._sf(np.maximum(k, self.min_value) + 0.5))
+            if self.max_value is not None:
+                out = np.where(k >= self.max_value, 1.0, out)
         return float(out) if out.ndim == 0 else out
 
     def mean_tokens(self) -> float:

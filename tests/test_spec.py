@@ -250,3 +250,58 @@ def test_load_config_errors(tmp_path):
     neg.write_text("arrival:\n  rate_per_s: -2\n")
     with pytest.raises(ValueError, match=r"arrival.rate_per_s = -2: must be > 0"):
         spec.load_config(neg)
+
+
+# --------------------------------------------------------------------- max_value
+def test_a_maximum_cuts_the_law_and_its_moments_exactly():
+    """``N = min(max_value, ...)``: below the maximum the uncapped law's probabilities,
+    at it the whole upper tail ``P(X >= max - 1/2)``; moments summed from those (against
+    the uncapped law's pmf cut by hand)."""
+    free = TokenDist.lognormal(6.0, 1.2, 1)
+    cut = TokenDist("log", mean=6.0, sigma=1.2, min_value=1, max_value=2048)
+    values, probs = cut.pmf()
+    v_free, p_free = free.pmf()
+    below = v_free < 2048
+    np.testing.assert_array_equal(values[:-1], v_free[below])
+    # (the two pmfs take their normal CDFs by two paths: erfc and scipy's ndtr)
+    np.testing.assert_allclose(probs[:-1], p_free[below], rtol=1e-11)
+    assert values[-1] == 2048
+    assert probs[-1] == pytest.approx(1.0 - free.cdf(2047), rel=1e-12)
+    assert probs.sum() == pytest.approx(1.0, abs=1e-14)
+    for k in (1, 2, 3, 4):
+        want = float(np.sum(v_free[below].astype(float) ** k * p_free[below])) \
+            + 2048.0**k * (1.0 - free.cdf(2047))
+        assert cut.raw_moment(k) == pytest.approx(want, rel=1e-11), k
+    assert cut.cdf(2047) == pytest.approx(free.cdf(2047), rel=1e-14)
+    assert cut.cdf(2048) == cut.cdf(10**6) == 1.0
+    assert TokenDist("log", mean=math.log(5000), sigma=0.0, max_value=2048).mean_tokens() \
+        == 2048.0
+
+
+def test_a_maximum_cuts_the_draws_and_leaves_the_others_as_they_were():
+    """Same seed, same draws: those below the maximum unchanged, the rest cut to it, in
+    the proportion the law gives (99.9 % binomial interval)."""
+    free = TokenDist.lognormal(6.0, 1.2, 1)
+    cut = TokenDist("log", mean=6.0, sigma=1.2, min_value=1, max_value=2048)
+    a = free.sample(np.random.default_rng(3), 200_000)
+    b = cut.sample(np.random.default_rng(3), 200_000)
+    np.testing.assert_array_equal(b, np.minimum(a, 2048))
+    p = cut.pmf()[1][-1]
+    half = 3.29 * math.sqrt(p * (1 - p) / b.size)
+    assert abs(np.mean(b == 2048) - p) < half
+
+
+@pytest.mark.parametrize(("value", "allowed"), [(4, "[8, 4000008]"), (10**8, "[8, 4000008]"),
+                                                (100.5, "[8, 4000008]")])
+def test_a_bad_maximum_is_refused_by_name(value, allowed):
+    with pytest.raises(ValueError, match=rf"^prompt_tokens.max_value = {value!r}: must be a "
+                                         rf"whole number in \[8, 4000008\]$"):
+        spec.config_from_mapping({"prompt_tokens": {"max_value": value}})
+    del allowed
+
+
+def test_a_maximum_survives_a_change_of_mode():
+    cfg = spec.config_from_mapping({"prompt_tokens": {"mode": "p50_p90", "p50": 400,
+                                                      "p90": 1200, "max_value": 2048}})
+    assert cfg.workload.prompt_tokens.max_value == 2048
+    assert cfg.workload.prompt_tokens.as_dict()["max_value"] == 2048
