@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -259,18 +260,11 @@ def _decode_side(rate: float, prompt: TokenDist, output: TokenDist, cluster
     return pool, kv
 
 
-_TABLES: dict[tuple, np.ndarray] = {}
-
-
+@lru_cache(maxsize=64)
 def _table(profile: Profile, context_mean: float) -> np.ndarray:
     """:func:`decode_step_table` up to :data:`DECODE_MAX_BATCH`, memoised per profile and
     context (the stability search evaluates the same decode pool many times)."""
-    key = (profile, context_mean)
-    if key not in _TABLES:
-        if len(_TABLES) > 64:
-            _TABLES.clear()
-        _TABLES[key] = decode_step_table(profile, context_mean)
-    return _TABLES[key]
+    return decode_step_table(profile, context_mean)
 
 
 def _bound(parts: _Parts, prompt: TokenDist, cluster) -> str | None:

@@ -364,7 +364,7 @@ class _Shapes:
         if self.second is None:
             return a * g1
         g2 = residual.shape_survival(y, m2, self.second[index])
-        both = (a * b > 0)[:, 0]
+        both = (a * b > 0)[:, 0]  # pragma: no mutate (work saved: a b g12 is 0 elsewhere)
         g12 = np.zeros_like(y)
         if np.any(both):
             rows = self._sum_rows(index[both], m1[both, 0], m2[both, 0])
@@ -373,6 +373,8 @@ class _Shapes:
 
     def wait_isf(self, tail: float, index, a, m1, b, m2) -> list[np.ndarray]:
         """Per waiting component, a ``y`` it passes with probability at most ``tail``."""
+        # pragma: no mutate start (the quantile's upper bracket: any bound gives the same
+        # root; tests/test_residual_law.py checks these ends against exponential quantiles)
         def isf(rows, scale):
             past = np.argmax(rows <= tail, axis=1)  # 0 when never: the grid's end then
             x = np.where(rows[:, -1] <= tail, residual.SHAPE_GRID[past], residual.SHAPE_SPAN)
@@ -387,6 +389,7 @@ class _Shapes:
                 g12[both] = isf(self._sum_rows(index[both], m1[both], m2[both]),
                                 (m1 + m2)[both])
             ends.append(g12)
+        # pragma: no mutate end
         return ends
 
 
