@@ -8,6 +8,7 @@ import html
 import io
 import itertools
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -40,6 +41,28 @@ AXIS_LABELS = {
 REGIONS = (("rho < 0.5", 0.0, 0.5), ("0.5 <= rho < 0.8", 0.5, 0.8),
            ("0.8 <= rho < 1", 0.8, 1.0))
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def stat_labels(ds: xr.Dataset) -> dict[str, tuple[str, str]]:
+    """``{statistic: (label, unit)}`` from the dataset's ``label`` and ``unit``
+    coordinates (``validate.point.STATISTIC_INFO``); datasets written before them hold
+    TTFT statistics in seconds."""
+    out = {}
+    for i, stat in enumerate(str(s) for s in ds.statistic.values):
+        if "label" in ds.coords and "unit" in ds.coords:
+            out[stat] = (str(ds["label"].values[i]), str(ds["unit"].values[i]))
+        else:
+            out[stat] = (f"{STAT_LABELS.get(stat, stat)} TTFT", "s")
+    return out
+
+
+def _batched(ds: xr.Dataset) -> bool:
+    return ds.attrs.get("serving") == "batched"
+
+
+def _unstable_label(ds: xr.Dataset) -> str:
+    return "unstable (simulated backlog grows)" if _batched(ds) else \
+        "unstable (offered load >= 1)"
 
 
 def swept_dims(ds: xr.Dataset) -> list[str]:
@@ -83,16 +106,22 @@ def _scale(ax, values: np.ndarray) -> None:
 
 
 def fig_statistics(ds: xr.Dataset, x: str, title: str, path: Path) -> Path:
-    """TTFT mean/P50/P90/P99 vs the swept parameter: simulation with its CI band, one line
-    per analytic method; one row per architecture."""
+    """Each statistic (TTFT mean/P50/P90/P99; batched: also TPOT, E2E, attainment) vs the
+    swept parameter: simulation with its CI band, one line per analytic method; one row
+    (of at most four panels) per architecture."""
     stats = list(ds.statistic.values)
-    fig, axes = plt.subplots(2, len(stats), figsize=(4.2 * len(stats), 7.2), squeeze=False)
+    names = stat_labels(ds)
+    cols = min(len(stats), 4)
+    per = -(-len(stats) // cols)  # rows per architecture
+    n_arch = ds.sizes["architecture"]
+    fig, axes = plt.subplots(n_arch * per, cols, figsize=(4.2 * cols, 3.6 * n_arch * per),
+                             squeeze=False)
     xs = ds[x].values
     for r, arch in enumerate(ds.architecture.values):
         d = ds.sel(architecture=arch)
-        unstable = d.offered_load.values >= 1.0
+        unstable = d.stable.values != 1
         for c, stat in enumerate(stats):
-            ax = axes[r, c]
+            ax = axes[r * per + c // cols, c % cols]
             sim = d.value.sel(source="simulation", statistic=stat).values
             lo = d.ci_low.sel(statistic=stat).values
             hi = d.ci_high.sel(statistic=stat).values
@@ -107,16 +136,19 @@ def fig_statistics(ds: xr.Dataset, x: str, title: str, path: Path) -> Path:
                         color=COLORS[i % len(COLORS)], label=src)
             for j, xv in enumerate(xs[unstable]):
                 ax.axvline(xv, color="red", lw=6, alpha=0.25,
-                           label="offered load >= 1 (unstable)" if j == 0 else None)
-            _scale(ax, np.concatenate([lo[ok], hi[ok]]))
-            ax.set_title(f"{arch}: {STAT_LABELS.get(stat, stat)} TTFT", fontsize=10)
+                           label=_unstable_label(ds) if j == 0 else None)
+            label, unit = names[str(stat)]
+            if unit == "s":
+                _scale(ax, np.concatenate([lo[ok], hi[ok]]))
+            ax.set_title(f"{arch}: {label}", fontsize=10)
             ax.set_xlabel(_label(x))
-            ax.set_ylabel("TTFT (s)")
+            ax.set_ylabel(f"{label} ({unit})")
             ax.grid(True, which="both", alpha=0.3)
     handles, labels = _legend_entries(axes)
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=9,
                bbox_to_anchor=(0.5, -0.04))
-    fig.suptitle(f"TTFT, simulation vs closed forms{' (' + title + ')' if title else ''}")
+    what = "TTFT, TPOT and E2E" if _batched(ds) else "TTFT"
+    fig.suptitle(f"{what}, simulation vs closed forms{' (' + title + ')' if title else ''}")
     fig.tight_layout(rect=(0, 0.05, 1, 0.97))
     return _save(fig, path)
 
@@ -190,16 +222,21 @@ def fig_rel_error(ds: xr.Dataset, path: Path) -> Path:
 
 
 def fig_architectures(ds: xr.Dataset, x: str, title: str, path: Path) -> Path:
-    """Monolithic vs disaggregated on the same axes: simulated mean and P99 with CI bands,
-    and the default closed form dashed."""
+    """Monolithic (batched: colocated) vs disaggregated on the same axes: simulated mean
+    and P99 TTFT (batched: also mean TPOT and SLO attainment) with CI bands, and the
+    default closed form dashed."""
     method = ds.attrs.get("default_method", str(ds.source.values[-1]))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    names = stat_labels(ds)
+    shown = [s for s in ("mean_ttft_s", "p99_ttft_s", "mean_tpot_s", "slo_attainment")
+             if s in names]
+    rows = (len(shown) + 1) // 2
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 4.2 * rows), squeeze=False)
     xs = ds[x].values
-    for ax, stat in zip(axes, ("mean_ttft_s", "p99_ttft_s"), strict=True):
+    for ax, stat in zip(axes.ravel(), shown, strict=True):
         for i, arch in enumerate(ds.architecture.values):
             d = ds.sel(architecture=arch)
             col = COLORS[i]
-            ok = d.offered_load.values < 1.0
+            ok = d.stable.values == 1
             ax.fill_between(xs[ok], d.ci_low.sel(statistic=stat).values[ok],
                             d.ci_high.sel(statistic=stat).values[ok], color=col, alpha=0.25,
                             lw=0)
@@ -211,15 +248,21 @@ def fig_architectures(ds: xr.Dataset, x: str, title: str, path: Path) -> Path:
                         label=f"{arch} {method}")
             for j, xv in enumerate(xs[~ok]):
                 ax.axvline(xv, color=col, lw=6, alpha=0.2,
-                           label=f"{arch} unstable (offered load >= 1)" if j == 0 else None)
-        _scale(ax, ds.ci_high.sel(statistic=stat).values[ds.offered_load.values < 1])
+                           label=f"{arch} {_unstable_label(ds)}" if j == 0 else None)
+        label, unit = names[stat]
+        if unit == "s":
+            _scale(ax, ds.ci_high.sel(statistic=stat).values[ds.stable.values == 1])
         ax.set_xlabel(_label(x))
-        ax.set_ylabel(f"{STAT_LABELS[stat]} TTFT (s)")
+        ax.set_ylabel(f"{label} ({unit})")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Monolithic vs disaggregated{' (' + title + ')' if title else ''}")
+    fig.suptitle(f"{_arch_title(ds)}{' (' + title + ')' if title else ''}")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _arch_title(ds: xr.Dataset) -> str:
+    return "Colocated vs disaggregated" if _batched(ds) else "Monolithic vs disaggregated"
 
 
 def fig_distributions(ds: xr.Dataset, path: Path) -> Path:
@@ -227,7 +270,7 @@ def fig_distributions(ds: xr.Dataset, path: Path) -> Path:
     st = _stack(ds)
     labels = _point_labels(ds)
     load = st.offered_load.max("architecture").values
-    stable = np.flatnonzero(load < 1.0)
+    stable = np.flatnonzero((st.stable == 1).all("architecture").values)
     order = stable[np.argsort(load[stable])] if stable.size else np.arange(len(labels))
     picks = sorted({int(order[0]), int(order[len(order) // 2]), int(order[-1])})
     fig, axes = plt.subplots(1, len(picks), figsize=(5 * len(picks), 4), squeeze=False)
@@ -258,20 +301,29 @@ def agreement_table(ds: xr.Dataset) -> list[dict]:
     for method in ds.source.values[1:]:
         for arch in ds.architecture.values:
             load = st.offered_load.sel(architecture=arch).values
+            ok = st.stable.sel(architecture=arch).values == 1
             ver = st.verdict.sel(source=method, architecture=arch).transpose(
                 "point", "statistic").values
             for name, lo, hi in REGIONS:
-                sel = ver[(load >= lo) & (load < hi)]
+                sel = ver[ok & (load >= lo) & (load < hi)]
                 if sel.size:
                     rows.append({"method": str(method), "architecture": str(arch),
                                  "region": name,
                                  **{v: int(np.sum(sel == k)) for k, v in
                                     ((0, "agree"), (1, "close"), (2, "diverge"))}})
-            n_unst = int(np.sum(load >= 1.0))
+            n_unst = int(np.sum(~ok))
             if n_unst:
                 rows.append({"method": str(method), "architecture": str(arch),
-                             "region": "rho >= 1 (unstable)", "agree": 0, "close": 0,
+                             "region": "rho >= 1 (unstable)" if not _batched(ds) else
+                             "unstable (simulated)", "agree": 0, "close": 0,
                              "diverge": 0, "unstable points": n_unst})
+            beyond = int(np.sum(ok & (load >= 1.0)))
+            if beyond:  # the simulation stable where the closed form's limit says not
+                sel = ver[ok & (load >= 1.0)]
+                rows.append({"method": str(method), "architecture": str(arch),
+                             "region": "rho >= 1 by the closed form, stable simulated",
+                             **{v: int(np.sum(sel == k)) for k, v in
+                                ((0, "agree"), (1, "close"), (2, "diverge"))}})
     return rows
 
 
@@ -290,23 +342,25 @@ def _point_table(ds: xr.Dataset) -> list[dict]:
     """Every point and statistic: simulation with CI and each method's relative error."""
     st = _stack(ds)
     labels = _point_labels(ds)
+    names = stat_labels(ds)
     rows = []
     for p, label in enumerate(labels):
         d = st.isel(point=p)
         for arch in ds.architecture.values:
             a = d.sel(architecture=arch)
             for stat in ds.statistic.values:
+                name, unit = names[str(stat)]
                 sim = float(a.value.sel(source="simulation", statistic=stat))
                 lo = float(a.ci_low.sel(statistic=stat))
                 hi = float(a.ci_high.sel(statistic=stat))
-                row = {"point": label, "arch": str(arch), "TTFT": STAT_LABELS[str(stat)],
+                row = {"point": label, "arch": str(arch), "statistic": name,
                        "offered load (1)": f"{float(a.offered_load):.2f}",
-                       "simulation, s (95% CI)": f"{sim:.4g} [{lo:.4g}, {hi:.4g}]"}
+                       "simulation (95% CI)": f"{sim:.4g} [{lo:.4g}, {hi:.4g}] {unit}"}
                 for src in ds.source.values[1:]:
                     e = float(a.rel_error.sel(source=src, statistic=stat))
                     v = VERDICT_NAMES[int(a.verdict.sel(source=src, statistic=stat))]
-                    row[f"{src}: error, verdict"] = v if v in ("unstable", "missing") \
-                        else f"{e:+.1%} {v}"
+                    row[f"{src}: error (1), verdict"] = v if v in ("unstable", "missing") \
+                        else "n/a" if not np.isfinite(e) else f"{e:+.1%} {v}"
                 rows.append(row)
     return rows
 
@@ -349,8 +403,9 @@ def headline(ds: xr.Dataset) -> list[str]:
     labels = _point_labels(ds)
     methods = [str(m) for m in ds.source.values[1:]]
     stats = [str(s) for s in ds.statistic.values]
+    names = stat_labels(ds)
     load = st.offered_load
-    stable = (st.stable == 1) & (load < 1.0)
+    stable = st.stable == 1
     n_ok = int(stable.sum())
     out = []
     if methods and n_ok:
@@ -363,69 +418,129 @@ def headline(ds: xr.Dataset) -> list[str]:
         best, bad = min(score, key=score.get), max(score, key=score.get)
 
         def per_stat(w: dict[str, float]) -> str:
-            return ", ".join(f"{STAT_LABELS.get(s, s)} {_pct(w[s])}" for s in stats)
+            return ", ".join(f"{names[s][0]} {_pct(w[s])}" for s in stats
+                             if np.isfinite(w[s]))
 
-        out.append(f"Closed forms: trust {best} most. Its worst error against the "
-                   f"simulation over the {n_ok} stable (point, architecture) pairs: "
-                   f"{per_stat(worst[best])}; below offered load 0.8: "
-                   f"{per_stat(light[best])}.")
+        if len(methods) == 1:
+            out.append(f"Closed form ({best}): its worst error against the simulation over "
+                       f"the {n_ok} stable (point, architecture) pairs: "
+                       f"{per_stat(worst[best])}; below offered load 0.8: "
+                       f"{per_stat(light[best])}.")
+        else:
+            out.append(f"Closed forms: trust {best} most. Its worst error against the "
+                       f"simulation over the {n_ok} stable (point, architecture) pairs: "
+                       f"{per_stat(worst[best])}; below offered load 0.8: "
+                       f"{per_stat(light[best])}.")
+        if _batched(ds):
+            out.append(_trusted_loads(ds, st, best, stable))
         default = ds.attrs.get("default_method")
         if default in methods and default != best:
             out.append(f"The default method, {default}: {per_stat(worst[default])}.")
         if bad != best:
             s_bad = max(stats, key=lambda s: abs(worst[bad][s]) if np.isfinite(
                 worst[bad][s]) else -1)
-            out.append(f"Least trustworthy here: {bad} ({STAT_LABELS.get(s_bad, s_bad)} off "
+            out.append(f"Least trustworthy here: {bad} ({names[s_bad][0]} off "
                        f"by up to {_pct(worst[bad][s_bad])}).")
     archs = [str(a) for a in ds.architecture.values]
     if len(archs) == 2:
-        a0, a1 = archs
-        conf = float(ds.attrs.get("confidence", 0.95))
-        wins: dict[str, list[tuple[str, float]]] = {a0: [], a1: [], "tie": []}
-        unst: list[str] = []
-        for p, lab in enumerate(labels):
-            d = st.isel(point=p)
-            ok = {a: bool(d.stable.sel(architecture=a) == 1
-                          and d.offered_load.sel(architecture=a) < 1) for a in archs}
-            m = {a: float(d.value.sel(source="simulation", statistic="mean_ttft_s",
-                                      architecture=a)) for a in archs}
-            lo = {a: float(d.ci_low.sel(statistic="mean_ttft_s", architecture=a))
-                  for a in archs}
-            hi = {a: float(d.ci_high.sel(statistic="mean_ttft_s", architecture=a))
-                  for a in archs}
-            if not all(np.isfinite(list(m.values()))):
-                continue
-            if ok[a0] != ok[a1]:
-                win, lose = (a0, a1) if ok[a0] else (a1, a0)
-                wins[win].append((lab, np.inf))
-                unst.append(f"{lose} at {lab}")
-            elif not ok[a0]:
-                unst.append(f"both at {lab}")
-            elif hi[a0] < lo[a1]:
-                wins[a0].append((lab, m[a1] / m[a0]))
-            elif hi[a1] < lo[a0]:
-                wins[a1].append((lab, m[a0] / m[a1]))
-            else:
-                wins["tie"].append((lab, 1.0))
-        axis = ", ".join(_label(d) for d in swept_dims(ds)) or "the point"
-        parts = []
-        for a in archs:
-            if wins[a]:
-                finite = [r for _, r in wins[a] if np.isfinite(r)]
-                lo_r, hi_r = (f"{min(finite):.2g}", f"{max(finite):.2g}") if finite else ("", "")
-                by = ("the other unstable" if not finite else f"by {lo_r}x" if lo_r == hi_r
-                      else f"by {lo_r}x to {hi_r}x")
-                parts.append(f"{a} at {len(wins[a])} of {len(labels)} points ({by}; "
-                             f"{_ranges([lab for lab, _ in wins[a]])})")
-        if wins["tie"]:
-            parts.append(f"neither at {len(wins['tie'])} (their {conf:.0%} CIs overlap: "
-                         f"{_ranges([lab for lab, _ in wins['tie']])})")
-        if parts:
-            out.append(f"Architectures, by simulated mean TTFT over {axis} ({conf:.0%} CIs "
-                       "apart): lower for " + "; ".join(parts) + ".")
+        compared = [("mean_ttft_s", False)]
+        if _batched(ds):
+            compared += [(k, k == "slo_attainment") for k in ("mean_tpot_s", "slo_attainment")
+                         if k in names]
+        for stat, higher in compared:
+            sentence, unst = _architecture_wins(ds, st, labels, stat, higher)
+            if sentence:
+                out.append(sentence)
         if unst:
-            out.append("Unstable (offered load >= 1): " + "; ".join(unst) + ".")
+            out.append(f"{_unstable_label(ds).capitalize()}: " + "; ".join(unst) + ".")
     return out
+
+
+def _trusted_loads(ds: xr.Dataset, st: xr.Dataset, method: str, stable: xr.DataArray,
+                   within: float = 0.10) -> str:
+    """Per architecture, the offered load up to which every statistic ``method`` gives is
+    within ``within`` of the simulation's mean at every stable point (batched datasets:
+    the load is the rate over the form's own stability limit), and the limits."""
+    parts = []
+    for arch in (str(a) for a in ds.architecture.values):
+        a = st.sel(architecture=arch)
+        ok = (a.stable == 1).values
+        load = a.offered_load.values
+        err = np.abs(a.rel_error.sel(source=method).transpose("point", "statistic").values)
+        bad = np.array([np.any(row[np.isfinite(row)] > within) for row in err])
+        order = np.argsort(load)
+        upto = None
+        for i in order:
+            if not ok[i]:
+                continue
+            if bad[i]:
+                break
+            upto = load[i]
+        first_bad = [load[i] for i in order if ok[i] and bad[i]]
+        limit = a["stability_limit_rps"].values if "stability_limit_rps" in a else []
+        limit = float(np.nanmax(limit)) if np.size(limit) and np.isfinite(limit).any() \
+            else math.nan
+        bind = ""
+        if "binding" in a and str(a["binding"].values.ravel()[0]):
+            bind = f", bound by {a['binding'].values.ravel()[0]}"
+        text = f"{arch} (closed-form limit {limit:.3g} requests/s{bind}): "
+        if upto is None:
+            text += f"beyond {within:.0%} already at the lightest stable point"
+        else:
+            text += f"within {within:.0%} up to offered load {upto:.2f}"
+            if first_bad:
+                text += f", beyond it from {first_bad[0]:.2f}"
+        parts.append(text)
+    return f"Where to trust {method}: " + "; ".join(parts) + "."
+
+
+def _architecture_wins(ds: xr.Dataset, st: xr.Dataset, labels: list[str], stat: str,
+                       higher: bool) -> tuple[str, list[str]]:
+    """Which architecture's simulated ``stat`` is better (lower, or ``higher``) where,
+    counted only where the two CIs are apart, by what ratio; and where either is
+    unstable (the other then wins outright)."""
+    a0, a1 = (str(a) for a in ds.architecture.values)
+    conf = float(ds.attrs.get("confidence", 0.95))
+    wins: dict[str, list[tuple[str, float]]] = {a0: [], a1: [], "tie": []}
+    unst: list[str] = []
+    for p, lab in enumerate(labels):
+        d = st.isel(point=p)
+        ok = {a: bool(d.stable.sel(architecture=a) == 1) for a in (a0, a1)}
+        m = {a: float(d.value.sel(source="simulation", statistic=stat, architecture=a))
+             for a in (a0, a1)}
+        lo = {a: float(d.ci_low.sel(statistic=stat, architecture=a)) for a in (a0, a1)}
+        hi = {a: float(d.ci_high.sel(statistic=stat, architecture=a)) for a in (a0, a1)}
+        if not all(np.isfinite(list(m.values()))):
+            continue
+        if ok[a0] != ok[a1]:
+            win, lose = (a0, a1) if ok[a0] else (a1, a0)
+            wins[win].append((lab, np.inf))
+            unst.append(f"{lose} at {lab}")
+        elif not ok[a0]:
+            unst.append(f"both at {lab}")
+        elif hi[a0] < lo[a1] or hi[a1] < lo[a0]:
+            low, high = (a0, a1) if hi[a0] < lo[a1] else (a1, a0)
+            wins[high if higher else low].append((lab, m[high] / m[low]))
+        else:
+            wins["tie"].append((lab, 1.0))
+    axis = ", ".join(_label(d) for d in swept_dims(ds)) or "the point"
+    parts = []
+    for a in (a0, a1):
+        if wins[a]:
+            finite = [r for _, r in wins[a] if np.isfinite(r)]
+            lo_r, hi_r = (f"{min(finite):.3g}", f"{max(finite):.3g}") if finite else ("", "")
+            by = ("the other unstable" if not finite else f"by {lo_r}x" if lo_r == hi_r
+                  else f"by {lo_r}x to {hi_r}x")
+            parts.append(f"{a} at {len(wins[a])} of {len(labels)} points ({by}; "
+                         f"{_ranges([lab for lab, _ in wins[a]])})")
+    if wins["tie"]:
+        parts.append(f"neither at {len(wins['tie'])} (their {conf:.0%} CIs overlap: "
+                     f"{_ranges([lab for lab, _ in wins['tie']])})")
+    name = stat_labels(ds)[stat][0]
+    sentence = (f"Architectures, by simulated {name} over {axis} ({conf:.0%} CIs apart): "
+                f"{'higher' if higher else 'lower'} for " + "; ".join(parts) + ".") \
+        if parts else ""
+    return sentence, unst
 
 
 def _cell(text: str) -> str:
@@ -462,9 +577,10 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
     x = _x_dim(ds)
     if x is not None:
         for i, (title, sub) in enumerate(_slices(ds, x)):
-            figs.append((f"TTFT vs {_label(x)}" + (f" ({title})" if title else ""),
+            what = "TTFT, TPOT and E2E" if _batched(ds) else "TTFT"
+            figs.append((f"{what} vs {_label(x)}" + (f" ({title})" if title else ""),
                          fig_statistics(sub, x, title, figdir / f"statistics_{i}.png")))
-            figs.append(("Monolithic vs disaggregated" + (f" ({title})" if title else ""),
+            figs.append((_arch_title(ds) + (f" ({title})" if title else ""),
                          fig_architectures(sub, x, title, figdir / f"architectures_{i}.png")))
     figs.append(("Relative error and verdict per method", fig_rel_error(ds,
                                                                         figdir / "errors.png")))
@@ -482,11 +598,18 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
     rule = (f"A method **agrees** at a point when its value lies inside the simulation's "
             f"{float(a.get('confidence', 0.95)):.0%} CI widened by "
             f"{float(a.get('tolerance', 0.05)):.0%} on each side, **diverges** outside the CI "
-            f"widened by {float(a.get('band', 0.15)):.0%}, and is **close** in between. Points "
-            "with offered load >= 1 in some pool are **unstable**: the closed forms give "
-            "infinity, the simulation drains a finite run and its numbers grow with its "
-            "length. Waits of the two disaggregated stages are combined as independent, "
-            "which understates disaggregated P99 by a few percent.")
+            f"widened by {float(a.get('band', 0.15)):.0%}, and is **close** in between. ")
+    if _batched(ds):
+        rule += ("Points where a simulated replication's backlog grows are **unstable**; "
+                 "the offered load is the arrival rate over the closed form's stability "
+                 "limit, so a point the form calls unstable while the simulation is not "
+                 "counts as the form's error. A statistic the closed forms do not give yet "
+                 "(TTFT percentiles, P90 TPOT, SLO attainment) is n/a.")
+    else:
+        rule += ("Points with offered load >= 1 in some pool are **unstable**: the closed "
+                 "forms give infinity, the simulation drains a finite run and its numbers "
+                 "grow with its length. Waits of the two disaggregated stages are combined "
+                 "as independent, which understates disaggregated P99 by a few percent.")
 
     banner = incomplete_banner(ds)
     heads = headline(ds)
@@ -498,7 +621,9 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
     md += ["## Conclusion\n", *[f"- {h}" for h in heads], ""]
     md += [meta + "\n", rule + "\n"]
     md.append("## Agreement by method, architecture and load region\n")
-    md.append("Counts over the four statistics (mean, P50, P90, P99) at each point.\n")
+    shown = ", ".join(label for label, _ in stat_labels(ds).values())
+    md.append(f"Counts over the statistics ({shown}) at each point where the method gives "
+              "one.\n")
     md.append(markdown_table(summary))
     md.append("## Figures\n")
     for title, p in figs:

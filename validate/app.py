@@ -70,19 +70,13 @@ def build_point(cfg: DictConfig,
         Naming the first bad field, before any work.
     """
     v = cfg.validation
-    if cfg.serving != "fifo":
-        raise ValueError(f"serving = {cfg.serving!r}: python -m validate compares the fifo "
-                         "model's closed forms so far (the batched sweeps are to come); "
-                         "simulate it: python -m simulation serving=batched")
+    if cfg.serving == "batched":
+        return _build_batched_point(cfg, overrides)
     unknown = [m for m in v.methods if m not in analytic.METHODS]
     if unknown or not v.methods:
         raise ValueError(f"validation.methods = {list(v.methods)}: each must be one of "
                          f"{', '.join(analytic.METHODS)}")
-    if cfg.engine not in ENGINES:
-        raise ValueError(f"engine = {cfg.engine!r}: must be one of {', '.join(ENGINES)}")
-    if not 0.0 < v.confidence < 1.0:
-        raise ValueError(f"validation.confidence = {v.confidence!r}: must be in (0, 1)")
-    thresholds = Thresholds(float(v.tolerance), float(v.band))
+    thresholds = _check_run_options(cfg)
     point = _apply_budget(cfg)
     point.mode = "both"
     config = to_sim_config(point, overrides)
@@ -90,7 +84,42 @@ def build_point(cfg: DictConfig,
         raise ValueError(f"replications = {config.replications}: must be >= 2 for "
                          "confidence intervals")
     return config, {"methods": tuple(v.methods), "thresholds": thresholds,
-                    "engine": cfg.engine, "confidence": float(v.confidence)}
+                    "engine": cfg.engine, "confidence": float(v.confidence),
+                    "serving": "fifo"}
+
+
+def _check_run_options(cfg: DictConfig) -> Thresholds:
+    """The comparison settings both serving models share, checked."""
+    if cfg.engine not in ENGINES:
+        raise ValueError(f"engine = {cfg.engine!r}: must be one of {', '.join(ENGINES)}")
+    if not 0.0 < cfg.validation.confidence < 1.0:
+        raise ValueError(f"validation.confidence = {cfg.validation.confidence!r}: must be "
+                         "in (0, 1)")
+    return Thresholds(float(cfg.validation.tolerance), float(cfg.validation.band))
+
+
+def _build_batched_point(cfg: DictConfig, overrides: list[str] | None
+                         ) -> tuple[SimConfig, dict[str, Any]]:
+    """``serving=batched``: the batched clusters (``batched_mono`` colocated against
+    ``batched_disagg``) on the same requests, priced by the batched closed forms."""
+    v = cfg.validation
+    for key in ("total_gpus", "prefill_gpus", "rate_per_gpu"):
+        if v[key] is not None:
+            raise ValueError(f"validation.{key} = {v[key]!r}: a GPU budget of the fifo model; "
+                             "size batched clusters with batched_mono.instances, "
+                             "batched_disagg.prefill_instances and decode_instances")
+    thresholds = _check_run_options(cfg)
+    point = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    point.mode = "both"
+    config = to_sim_config(point, overrides)
+    if config.replications < 2:
+        raise ValueError(f"replications = {config.replications}: must be >= 2 for "
+                         "confidence intervals")
+    from .batched_point import CLOSED_FORM
+
+    return config, {"methods": (CLOSED_FORM,), "thresholds": thresholds,
+                    "engine": cfg.engine, "confidence": float(v.confidence),
+                    "serving": "batched"}
 
 
 def _job_coords() -> dict[str, Any]:
@@ -111,13 +140,18 @@ def provenance(config: SimConfig, options: dict[str, Any], cfg: DictConfig) -> d
     from analytic.symbolic import FORMULAS, latex
 
     th = options["thresholds"]
+    batched = options.get("serving") == "batched"
     return {
-        "title": "TTFT validation: simulation vs closed forms",
+        "title": "Batched serving validation: simulation vs closed forms (TTFT, TPOT, E2E)"
+                 if batched else "TTFT validation: simulation vs closed forms",
+        "serving": options.get("serving", "fifo"),
         "package_version": pkg,
         "engine": options["engine"],
-        "engine_note": "fast = exact FIFO recursion, equal per request to the SimPy model",
+        "engine_note": "fast = compiled iteration loop, equal per request to the SimPy "
+                       "model" if batched else
+                       "fast = exact FIFO recursion, equal per request to the SimPy model",
         "methods": " ".join(options["methods"]),
-        "default_method": analytic.DEFAULT_METHOD,
+        "default_method": options["methods"][0] if batched else analytic.DEFAULT_METHOD,
         "tolerance": th.tolerance,
         "band": th.band,
         "confidence": options["confidence"],
@@ -144,8 +178,14 @@ def run_job(cfg: DictConfig) -> xr.Dataset:
 
     out = Path(HydraConfig.get().runtime.output_dir)
     config, options = build_point(cfg)
-    ds = run_point(config, methods=options["methods"], thresholds=options["thresholds"],
-                   engine=options["engine"], confidence=options["confidence"])
+    if options["serving"] == "batched":
+        from .batched_point import run_batched_point
+
+        ds = run_batched_point(config, thresholds=options["thresholds"],
+                               engine=options["engine"], confidence=options["confidence"])
+    else:
+        ds = run_point(config, methods=options["methods"], thresholds=options["thresholds"],
+                       engine=options["engine"], confidence=options["confidence"])
     ds.attrs.update(provenance(config, options, cfg))
     coords = _job_coords() if _multirun() else {}
     for dim, value in coords.items():

@@ -27,8 +27,25 @@ MISSING_VERDICT = -1
 CDF_PROBS = np.concatenate([np.linspace(0.01, 0.95, 95), [0.96, 0.97, 0.98, 0.99, 0.995,
                                                           0.999]])
 
-_LONG = {"mean_ttft_s": "mean TTFT", "p50_ttft_s": "P50 TTFT", "p90_ttft_s": "P90 TTFT",
-         "p99_ttft_s": "P99 TTFT"}
+#: Every statistic a validation dataset can hold: ``(label, metric, unit)``, the one
+#: definition the datasets' ``metric`` / ``unit`` / ``label`` coordinates (and so the
+#: report's axes) are made from. TPOT: a request's (E2E - TTFT) / (output tokens - 1);
+#: SLO attainment: the fraction of requests meeting both the TTFT and the TPOT bound.
+STATISTIC_INFO: dict[str, tuple[str, str, str]] = {
+    "mean_ttft_s": ("mean TTFT", "ttft", "s"), "p50_ttft_s": ("P50 TTFT", "ttft", "s"),
+    "p90_ttft_s": ("P90 TTFT", "ttft", "s"), "p99_ttft_s": ("P99 TTFT", "ttft", "s"),
+    "mean_tpot_s": ("mean TPOT", "tpot", "s"), "p90_tpot_s": ("P90 TPOT", "tpot", "s"),
+    "mean_e2e_s": ("mean E2E", "e2e", "s"),
+    "slo_attainment": ("SLO attainment", "attainment", "1")}
+
+
+def statistic_coords(statistics) -> dict[str, tuple[str, list[str], dict[str, str]]]:
+    """The ``metric``, ``unit`` and ``label`` coordinates along ``statistic``, from
+    :data:`STATISTIC_INFO` (``ds.set_xindex("metric").sel(metric="tpot")`` selects one)."""
+    info = [STATISTIC_INFO[s] for s in statistics]
+    return {"metric": ("statistic", [i[1] for i in info], {"long_name": "metric"}),
+            "unit": ("statistic", [i[2] for i in info], {"long_name": "unit of the value"}),
+            "label": ("statistic", [i[0] for i in info], {"long_name": "statistic"})}
 
 
 @dataclass(frozen=True)
@@ -155,9 +172,10 @@ def run_point(config: SimConfig, *, methods: tuple[str, ...], thresholds: Thresh
             "statistic": list(STATISTICS),
             "kind": ["simulation", f"analytic ({analytic.DEFAULT_METHOD})"],
             "prob": ("prob", CDF_PROBS, {"long_name": "probability", "units": "1"}),
+            **statistic_coords(STATISTICS),
         },
     )
-    ds["statistic"].attrs["long_names"] = ", ".join(_LONG[s] for s in STATISTICS)
+    ds["statistic"].attrs["long_names"] = ", ".join(STATISTIC_INFO[s][0] for s in STATISTICS)
     return ds
 
 
@@ -168,21 +186,29 @@ def format_table(ds: xr.Dataset) -> str:
     for arch in ds.architecture.values:
         d = ds.sel(architecture=arch)
         lines.append(f"{arch}: offered load {float(d.offered_load):.3f}, "
-                     f"{int(d.n_measured)} measured requests per replication")
-        head = f"  {'statistic':<12}{'simulation (95% CI)':>30}"
+                     f"{int(d.n_measured)} measured requests per replication"
+                     + ("" if int(d.stable) == 1 else "; UNSTABLE: its backlog grows, so "
+                        "its statistics grow with the run's length"))
+        head = f"  {'statistic':<16}{'simulation (95% CI)':>30}"
         for src in ds.source.values[1:]:
             head += f"{src:>24}"
         lines.append(head)
         for stat in ds.statistic.values:
             sim = float(d.value.sel(source="simulation", statistic=stat))
             lo, hi = float(d.ci_low.sel(statistic=stat)), float(d.ci_high.sel(statistic=stat))
-            row = f"  {stat:<12}{sim:>10.4f} [{lo:.4f}, {hi:.4f}]"
-            row = f"{row:<44}"
+            row = f"  {stat:<16}{sim:>10.4f} [{lo:.4f}, {hi:.4f}]"
+            row = f"{row:<48}"
             for src in ds.source.values[1:]:
                 v = float(d.value.sel(source=src, statistic=stat))
                 e = float(d.rel_error.sel(source=src, statistic=stat))
                 code = int(d.verdict.sel(source=src, statistic=stat))
                 word = names.get(code, "n/a")
-                row += f"{v:>9.4f} {e:+7.1%} {word:<6}"
+                if math.isnan(v):
+                    row += f"{'n/a':>9} {'':>7} {word:<6}"
+                else:
+                    row += f"{v:>9.4f} {e:+7.1%} {word:<6}"
             lines.append(row)
+        note = str(ds.attrs.get(f"closed_form_{arch}", ""))
+        if note.startswith("none: "):
+            lines.append(f"  no closed form: {note[len('none: '):]}")
     return "\n".join(lines)

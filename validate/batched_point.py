@@ -1,0 +1,157 @@
+"""One validation point of the batched serving model: colocated and disaggregated
+clusters simulated on the same requests, the batched closed forms beside them.
+
+The dataset has the seed point's layout (:func:`validate.point.run_point`): ``value``,
+``ci_low``/``ci_high``, ``rel_error`` and ``verdict`` over ``architecture x source x
+statistic``, where ``statistic`` now spans TTFT, TPOT, E2E and SLO attainment, each with
+its ``metric``, ``unit`` and ``label`` coordinate; the source besides ``simulation`` is
+``closed_form`` (:func:`analytic.batched_estimate`). A statistic the closed forms do not
+give yet (percentiles, attainment) is NaN with verdict ``n/a``: shown, never guessed.
+
+Stability is the simulation's (every replication's backlog stayed bounded); the
+``offered_load`` is the arrival rate over the closed form's stability limit, the scale on
+which issue 11 states its accuracy targets, so a point the form wrongly calls unstable
+still shows as its error, not as an excluded point.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import xarray as xr
+
+import analytic
+from simulation import compare, quantile_key
+from spec import SimConfig
+
+from .point import (
+    ARCHITECTURES,
+    CDF_PROBS,
+    MISSING_VERDICT,
+    STATISTIC_INFO,
+    VERDICTS,
+    Thresholds,
+    statistic_coords,
+    verdict,
+)
+
+#: The statistics a batched point compares (keys of the simulation's summary and, where
+#: the closed forms give them, of :func:`analytic.batched_estimate`).
+BATCHED_STATISTICS: tuple[str, ...] = (
+    "mean_ttft_s", "p50_ttft_s", "p90_ttft_s", "p99_ttft_s", "mean_tpot_s", "p90_tpot_s",
+    "mean_e2e_s", "slo_attainment")
+#: The analytic source's name in the dataset.
+CLOSED_FORM = "closed_form"
+
+
+def closed_form(workload, cluster) -> tuple[dict, str]:
+    """:func:`analytic.batched_estimate`, or ``({}, reason)`` where no closed form covers
+    the cluster yet (a chunked policy, non-Poisson arrivals: the reason names it)."""
+    try:
+        return analytic.batched_estimate(workload, cluster), ""
+    except ValueError as exc:
+        return {}, str(exc)
+
+
+def run_batched_point(config: SimConfig, *, thresholds: Thresholds, engine: str = "fast",
+                      confidence: float = 0.95) -> xr.Dataset:
+    """Simulate the batched colocated and disaggregated clusters (common random numbers)
+    and price both with the closed forms.
+
+    Returns
+    -------
+    xarray.Dataset
+        The seed point's variables (``value``, ``ci_low``, ``ci_high``, ``rel_error``,
+        ``verdict``, ``offered_load``, ``utilisation``, ``stable``, ``n_measured``,
+        ``ttft_quantile``) plus ``stability_limit_rps`` and ``binding`` (the closed
+        form's, per architecture); attrs ``closed_form_<architecture>`` say which form
+        priced each architecture, or why none did.
+    """
+    qs = tuple(sorted(set(config.quantiles) | set(np.round(CDF_PROBS, 6).tolist())))
+    config = replace(config, quantiles=qs, mode="both")
+    cmp = compare(config, engine=engine, keep_requests=False)
+    sims = {"mono": cmp.mono, "disagg": cmp.disagg}
+    clusters = dict(zip(ARCHITECTURES, config.clusters(), strict=True))
+    sources = ("simulation", CLOSED_FORM)
+    stats = BATCHED_STATISTICS
+    n_arch = len(ARCHITECTURES)
+    value = np.full((n_arch, len(sources), len(stats)), np.nan)
+    ci = np.full((2, n_arch, len(stats)), np.nan)
+    load, limit, util, n_measured = (np.full(n_arch, np.nan) for _ in range(4))
+    stable = np.zeros(n_arch, dtype=bool)
+    binding = ["" for _ in ARCHITECTURES]
+    dist = np.full((n_arch, 2, len(CDF_PROBS)), np.nan)
+    notes = {}
+    rate = config.workload.arrival_rate_per_s
+    for a, arch in enumerate(ARCHITECTURES):
+        res = sims[arch]
+        res.confidence = confidence
+        summary, cis = res.summary, res.ci
+        stable[a] = summary["stable"] == 1.0  # every replication's backlog bounded
+        util[a] = max(v for k, v in summary.items() if k.startswith("utilisation_"))
+        n_measured[a] = summary["n_measured"]
+        for s, stat in enumerate(stats):
+            value[a, 0, s] = summary[stat]
+            ci[:, a, s] = cis[stat]
+        dist[a, 0] = [summary[quantile_key(q, "ttft_s")] for q in np.round(CDF_PROBS, 6)]
+        est, why = closed_form(config.workload, clusters[arch])
+        notes[f"closed_form_{arch}"] = est.get("method", f"none: {why}")
+        for s, stat in enumerate(stats):
+            value[a, 1, s] = float(est.get(stat, math.nan))
+        limit[a] = float(est.get("stability_limit_rps", math.nan))
+        load[a] = rate / limit[a]
+        binding[a] = str(est.get("binding") or "")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = (value - value[:, :1, :]) / value[:, :1, :]
+    codes = verdict(value, ci[0][:, None, :], ci[1][:, None, :], stable[:, None, None],
+                    thresholds)
+    codes[:, 0, :] = MISSING_VERDICT  # the simulation is the reference, not judged
+    rel[:, 0, :] = 0.0
+    units = [STATISTIC_INFO[s][2] for s in stats]
+    dims3 = ("architecture", "source", "statistic")
+    per = {"long_name": "value; its unit is the statistic's unit coordinate"}
+    ds = xr.Dataset(
+        {
+            "value": (dims3, value, per),
+            "ci_low": (("architecture", "statistic"), ci[0],
+                       {"long_name": f"simulation {confidence:.0%} CI low"}),
+            "ci_high": (("architecture", "statistic"), ci[1],
+                        {"long_name": f"simulation {confidence:.0%} CI high"}),
+            "rel_error": (dims3, rel, {"units": "1",
+                                       "long_name": "relative error vs simulation mean"}),
+            "verdict": (dims3, codes, {
+                "long_name": "agreement with the simulation",
+                "flag_values": np.array(list(VERDICTS.values()), dtype=np.int8),
+                "flag_meanings": " ".join(VERDICTS),
+                "missing_value_meaning": "-1: reference, no CI, no closed form or failed "
+                                         "point"}),
+            "offered_load": ("architecture", load, {
+                "units": "1", "long_name": "arrival rate / closed-form stability limit"}),
+            "stability_limit_rps": ("architecture", limit, {
+                "units": "requests/s", "long_name": "closed-form stability limit"}),
+            "binding": ("architecture", np.array(binding, dtype=str),
+                        {"long_name": "the closed form's binding constraint"}),
+            "utilisation": ("architecture", util, {
+                "units": "1", "long_name": "simulated busy fraction (busiest pool)"}),
+            "stable": ("architecture", stable.astype(np.int8),
+                       {"long_name": "simulated backlog bounded in every replication"}),
+            "n_measured": ("architecture", n_measured,
+                           {"long_name": "measured requests (all replications, mean)"}),
+            "ttft_quantile": (("architecture", "kind", "prob"), dist,
+                              {"units": "s", "long_name": "TTFT quantile"}),
+        },
+        coords={
+            "architecture": list(ARCHITECTURES),
+            "source": list(sources),
+            "statistic": list(stats),
+            "kind": ["simulation", f"analytic ({CLOSED_FORM})"],
+            "prob": ("prob", CDF_PROBS, {"long_name": "probability", "units": "1"}),
+            **statistic_coords(stats),
+        },
+        attrs={"serving": "batched", **notes},
+    )
+    ds["statistic"].attrs["long_names"] = ", ".join(STATISTIC_INFO[s][0] for s in stats)
+    ds["statistic"].attrs["units"] = ", ".join(units)
+    return ds
