@@ -477,13 +477,15 @@ def _trusted_loads(ds: xr.Dataset, st: xr.Dataset, method: str, stable: xr.DataA
                 break
             upto = load[i]
         first_bad = [load[i] for i in order if ok[i] and bad[i]]
-        limit = a["stability_limit_rps"].values if "stability_limit_rps" in a else []
-        limit = float(np.nanmax(limit)) if np.size(limit) and np.isfinite(limit).any() \
-            else math.nan
-        bind = ""
-        if "binding" in a and str(a["binding"].values.ravel()[0]):
-            bind = f", bound by {a['binding'].values.ravel()[0]}"
-        text = f"{arch} (closed-form limit {limit:.3g} requests/s{bind}): "
+        limits = np.atleast_1d(a["stability_limit_rps"].values) if "stability_limit_rps" \
+            in a else np.array([])
+        limits = limits[np.isfinite(limits)]
+        low, high = (limits.min(), limits.max()) if limits.size else (math.nan, math.nan)
+        span = f"{low:.3g}" if f"{low:.3g}" == f"{high:.3g}" else f"{low:.3g} to {high:.3g}"
+        binds = sorted({str(b) for b in np.atleast_1d(a["binding"].values) if str(b)}) \
+            if "binding" in a else []
+        bind = f", bound by {' or '.join(binds)}" if binds else ""
+        text = f"{arch} (closed-form limit {span} requests/s{bind}): "
         if upto is None:
             text += f"beyond {within:.0%} already at the lightest stable point"
         else:

@@ -92,17 +92,6 @@ def test_colocated_e2e_counts_the_tokens_after_the_first():
     assert lo * 0.95 <= est["mean_e2e_s"] <= hi * 1.05, (lo, est["mean_e2e_s"], hi)
 
 
-def test_batched_validation_refuses_the_fifo_gpu_budget(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "validate", "scenario=distserve_opt13b",
-                           "validation.total_gpus=4", f"hydra.run.dir={tmp_path}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0
-    assert proc.stderr.strip().splitlines()[-1] == (
-        "error: validation.total_gpus = 4: a GPU budget of the fifo model; size batched "
-        "clusters with batched_mono.instances, batched_disagg.prefill_instances and "
-        "decode_instances")
-
-
 def test_batched_rates_sweep_end_to_end(tmp_path):
     """The shipped sweep, cut to two rates and short runs: one light, one past the
     disaggregated pair's limit (7.2 req/s by the closed form, decode KV memory)."""
@@ -124,3 +113,52 @@ def test_batched_rates_sweep_end_to_end(tmp_path):
     assert report.startswith("# Batched serving validation")
     assert "Where to trust closed_form: mono (closed-form limit 9.39 requests/s)" in report
     assert "Unstable (simulated backlog grows): disagg at 8." in report
+
+
+def _point(*overrides: str):
+    from hydra import compose, initialize_config_module
+
+    from conf.schema import register
+    from validate.app import build_point
+
+    register()
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        cfg = compose(config_name="validate",
+                      overrides=["scenario=distserve_opt13b", *overrides])
+        return build_point(cfg)[0]
+
+
+def test_a_gpu_budget_sizes_both_batched_clusters():
+    """The fifo model's budget knobs, one way to say it: colocated gets every GPU as
+    instances of its tp; the split gets prefill_gpus / tp prefill instances and the rest
+    as decode instances; rate_per_gpu scales the rate."""
+    c = _point("validation.total_gpus=4", "validation.prefill_gpus=3",
+               "validation.rate_per_gpu=2.5")
+    assert c.batched_mono.instances == 4 and c.batched_mono.total_gpus == 4
+    assert (c.batched_disagg.prefill_instances, c.batched_disagg.decode_instances) == (3, 1)
+    assert c.workload.arrival_rate_per_s == 10.0
+    # tp 2 everywhere: 8 GPUs are 4 colocated instances, prefill_share 0.25 -> 1 + 3
+    c = _point("profile=distserve/opt-13b_tp2", "validation.total_gpus=8",
+               "validation.prefill_share=0.25")
+    assert c.batched_mono.instances == 4 and c.batched_mono.total_gpus == 8
+    assert (c.batched_disagg.prefill_instances, c.batched_disagg.decode_instances) == (1, 3)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["validation.total_gpus=4", "validation.prefill_gpus=4"],
+     "validation.prefill_gpus = 4: must be a multiple of the prefill instance's tp = 1 "
+     "leaving validation.total_gpus - prefill_gpus = 0 GPUs, a positive multiple of the "
+     "decode instance's tp = 1"),
+    (["profile=distserve/opt-13b_tp2", "validation.total_gpus=6",
+      "validation.prefill_gpus=3"],
+     "validation.prefill_gpus = 3: must be a multiple of the prefill instance's tp = 2 "
+     "leaving validation.total_gpus - prefill_gpus = 3 GPUs, a positive multiple of the "
+     "decode instance's tp = 2"),
+    (["profile=distserve/opt-13b_tp2", "validation.total_gpus=5"],
+     "validation.total_gpus = 5: must be a multiple of the colocated instance's tp = 2"),
+    (["validation.prefill_gpus=1"], "validation.prefill_gpus = 1: needs validation.total_gpus"),
+])
+def test_a_budget_the_instances_do_not_divide_is_refused(overrides, message):
+    with pytest.raises(ValueError) as err:
+        _point(*overrides)
+    assert str(err.value) == message

@@ -60,6 +60,43 @@ def _apply_budget(cfg: DictConfig) -> DictConfig:
     return out
 
 
+def _batched_budget(point: DictConfig, config: SimConfig) -> DictConfig:
+    """``validation.total_gpus`` (with ``prefill_gpus`` or ``prefill_share``, and
+    ``rate_per_gpu``) for the batched clusters: the colocated cluster gets every GPU as
+    instances of its ``tp``; the disaggregated one splits them into prefill and decode
+    instances of their own ``tp``. Refuses a budget the instances do not divide."""
+    v = point.validation
+    mono, disagg = config.batched_mono, config.batched_disagg
+    total = v.total_gpus
+    if not (isinstance(total, int) and total >= 2):
+        raise ValueError(f"validation.total_gpus = {total!r}: must be a whole number >= 2 "
+                         "(the disaggregated cluster needs a prefill and a decode instance)")
+    tp_mono, tp_pre, tp_dec = mono.instance.tp, disagg.prefill.tp, disagg.decode.tp
+    if total % tp_mono:
+        raise ValueError(f"validation.total_gpus = {total}: must be a multiple of the "
+                         f"colocated instance's tp = {tp_mono}")
+    if not (0.0 < v.prefill_share < 1.0):
+        raise ValueError(f"validation.prefill_share = {v.prefill_share!r}: must be in (0, 1)")
+    prefill = v.prefill_gpus if v.prefill_gpus is not None else \
+        tp_pre * max(1, round(total * v.prefill_share / tp_pre))
+    decode = total - prefill if isinstance(prefill, int) else -1
+    if not (isinstance(prefill, int) and prefill >= tp_pre and prefill % tp_pre == 0
+            and decode >= tp_dec and decode % tp_dec == 0):
+        raise ValueError(f"validation.prefill_gpus = {prefill!r}: must be a multiple of the "
+                         f"prefill instance's tp = {tp_pre} leaving validation.total_gpus - "
+                         f"prefill_gpus = {decode} GPUs, a positive multiple of the decode "
+                         f"instance's tp = {tp_dec}")
+    out = OmegaConf.create(OmegaConf.to_container(point, resolve=True))
+    out.batched_mono.instances = total // tp_mono
+    out.batched_disagg.prefill_instances = prefill // tp_pre
+    out.batched_disagg.decode_instances = decode // tp_dec
+    if v.rate_per_gpu is not None:
+        if not (isinstance(v.rate_per_gpu, (int, float)) and v.rate_per_gpu > 0):
+            raise ValueError(f"validation.rate_per_gpu = {v.rate_per_gpu!r}: must be > 0")
+        out.arrival.rate_per_s = float(v.rate_per_gpu) * total
+    return out
+
+
 def build_point(cfg: DictConfig,
                 overrides: list[str] | None = None) -> tuple[SimConfig, dict[str, Any]]:
     """Validate a composed ``validate`` config into the simulated point and run options.
@@ -103,15 +140,17 @@ def _build_batched_point(cfg: DictConfig, overrides: list[str] | None
     """``serving=batched``: the batched clusters (``batched_mono`` colocated against
     ``batched_disagg``) on the same requests, priced by the batched closed forms."""
     v = cfg.validation
-    for key in ("total_gpus", "prefill_gpus", "rate_per_gpu"):
-        if v[key] is not None:
-            raise ValueError(f"validation.{key} = {v[key]!r}: a GPU budget of the fifo model; "
-                             "size batched clusters with batched_mono.instances, "
-                             "batched_disagg.prefill_instances and decode_instances")
     thresholds = _check_run_options(cfg)
     point = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     point.mode = "both"
     config = to_sim_config(point, overrides)
+    if v.total_gpus is not None:
+        point = _batched_budget(point, config)
+        config = to_sim_config(point, overrides)
+    else:
+        for key in ("prefill_gpus", "rate_per_gpu"):
+            if v[key] is not None:
+                raise ValueError(f"validation.{key} = {v[key]!r}: needs validation.total_gpus")
     if config.replications < 2:
         raise ValueError(f"replications = {config.replications}: must be >= 2 for "
                          "confidence intervals")
