@@ -81,15 +81,22 @@ from .batched import (  # noqa: E402
     batch_prefill_chain_ttft,
     batch_prefill_random_ttft,
     batch_prefill_ttft,
+    batch_prefill_ttft_moment2,
     batched_estimate,
     colocated_prefill_priority,
     prefill_affine,
+    prefill_cost_central3,
     prefill_cost_laplace,
     prefill_cost_moments,
 )
-from .batched_disagg import disaggregated_batched, stability_limits  # noqa: E402
+from .batched_disagg import (  # noqa: E402
+    disaggregated_batched,
+    stability_limits,
+    ttft_quantiles,
+)
 
 __all__ += ["batch_prefill_capacity", "batch_prefill_chain_ttft", "batch_prefill_random_ttft",
-            "batch_prefill_ttft", "batched_estimate", "colocated_prefill_priority",
-            "disaggregated_batched", "prefill_affine", "prefill_cost_laplace",
-            "prefill_cost_moments", "stability_limits"]
+            "batch_prefill_ttft", "batch_prefill_ttft_moment2", "batched_estimate",
+            "colocated_prefill_priority", "disaggregated_batched", "prefill_affine",
+            "prefill_cost_central3", "prefill_cost_laplace", "prefill_cost_moments",
+            "stability_limits", "ttft_quantiles"]

@@ -60,6 +60,61 @@ def prefill_cost_moments(b: float, c: float, prompt: TokenDist) -> tuple[float, 
     return b * m[0] + c * m[1], b * b * m[1] + 2 * b * c * m[2] + c * c * m[3]
 
 
+def prefill_cost_central3(b: float, c: float, prompt: TokenDist) -> float:
+    """``E[(beta - E[beta])^3]`` of ``beta(L) = b L + c L^2`` under the exact prompt law
+    (its pmf, so a ``max_value`` cut counts as in :func:`prefill_cost_laplace`)."""
+    values, probs = prompt.pmf()
+    v = values.astype(float)
+    beta = b * v + c * v * v
+    w = probs / probs.sum()
+    return float(((beta - beta @ w) ** 3) @ w)
+
+
+def batch_prefill_ttft_moment2(arrival_rate: float, intercept_s: float, mean_cost_s: float,
+                               cost_variance_s2: float, cost_central3_s3: float,
+                               batch_law: np.ndarray, cost_laplace: float) -> float:
+    r"""``E[T^2]`` of the TTFT (to the end of the prefill) of an instance that batches
+    everything waiting, over the chain's stationary ``batch_law`` (from
+    :func:`batch_prefill_random_ttft`).
+
+    A rider of a batch of ``x`` prompts (time :math:`S = S_x`) arrives uniformly in it,
+    so it waits :math:`R \sim U(0, S)`, then rides the next batch of its
+    :math:`m \sim \mathrm{Poisson}(\lambda S)` riders, :math:`N = a + \sum_{i \le m}
+    eta_i`, independent of ``R`` given ``S``. Summed over the riders,
+
+    .. math:: E[	extstyle\sum_r T_r^2 \mid S] = E[m] S^2/3 + S\,(a E[m] + E[eta] E[m^2])
+              + a^2 E[m] + 2 a E[eta] E[m^2] + E[eta]^2 E[m^3] + \mathrm{Var}\,eta\,E[m^2]
+
+    with the Poisson moments :math:`E[m^k \mid S]`, averaged over :math:`S_x` by its
+    exact first three moments (:math:`a + x E[eta]`, variance :math:`x \mathrm{Var}\,
+    eta`, third central moment :math:`x \mu_3`); a batch after which nobody came
+    (probability :math:`p_x`, as in the mean) is followed by a lone arrival of
+    :math:`E[T^2] = (a + E[eta])^2 + \mathrm{Var}\,eta`. Divided by the riders a
+    batch (the mean's denominator). This toolkit's derivation; exact for fixed prompts
+    up to the chain's truncation, tested against a simulation of such an instance.
+    """
+    lam, a, e1, var, mu3 = (float(arrival_rate), float(intercept_s), float(mean_cost_s),
+                            float(cost_variance_s2), float(cost_central3_s3))
+    pi = np.asarray(batch_law, dtype=float)
+    if pi.size == 0:
+        return math.inf
+    x = np.arange(1, pi.size + 1, dtype=float)
+    s1 = a + x * e1
+    s2 = s1 * s1 + x * var
+    s3 = s1 ** 3 + 3.0 * s1 * x * var + x * mu3
+    # E[m^k S^j] over S, m | S ~ Poisson(lam S): E[m] = lam S, E[m^2] = lam S + (lam S)^2,
+    # E[m^3] = lam S + 3 (lam S)^2 + (lam S)^3
+    em_s2 = lam * s3 / 3.0  # E[m] S^2 / 3
+    s_terms = a * lam * s2 + e1 * (lam * s2 + lam * lam * s3)  # S (a E[m] + e1 E[m^2])
+    em1, em2 = lam * s1, lam * s1 + lam * lam * s2
+    em3 = lam * s1 + 3.0 * lam * lam * s2 + lam ** 3 * s3
+    n_terms = a * a * em1 + 2.0 * a * e1 * em2 + e1 * e1 * em3 + var * em2
+    idle = np.exp(-lam * a) * float(cost_laplace) ** x
+    num = pi @ (em_s2 + s_terms + n_terms + idle * ((a + e1) ** 2 + var))
+    den = pi @ (em1 + idle)
+    return float(num / den)
+
+
 def batch_prefill_capacity(mean_cost_s: ArrayLike) -> float | np.ndarray:
     """The largest stable arrival rate of a prefill instance that batches everything
     waiting: ``1 / E[beta]`` (req/s)."""

@@ -43,10 +43,15 @@ from spec import Profile, TokenDist
 
 from .batched import (
     batch_prefill_random_ttft,
+    batch_prefill_ttft_moment2,
     prefill_affine,
+    prefill_cost_central3,
     prefill_cost_laplace,
     prefill_cost_moments,
 )
+
+#: The TTFT percentiles the disaggregated form gives (``p50_ttft_s`` ...).
+TTFT_PERCENTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
 
 #: Decode batches are tabulated up to this many requests; the batch law's mass beyond
 #: the table must stay below :data:`DECODE_TAIL` (else the point is beyond the form).
@@ -224,6 +229,7 @@ class _Parts:
     keep up)."""
 
     prefill_s: float
+    prefill_m2_s2: float  # E[T^2] of the prefill part
     batch_law: np.ndarray
     transfer_s: float
     pool: DecodePool
@@ -240,10 +246,13 @@ def _parts(rate: float, prompt: TokenDist, output: TokenDist, cluster) -> _Parts
     a, b, c = prefill_affine(pre.step_profile)
     e1, e2 = prefill_cost_moments(b, c, prompt)
     lam_p = rate / cluster.prefill_instances
-    prefill_s, pi = batch_prefill_random_ttft(lam_p, a, e1, e2 - e1 * e1,
-                                              prefill_cost_laplace(lam_p, b, c, prompt))
+    laplace = prefill_cost_laplace(lam_p, b, c, prompt)
+    prefill_s, pi = batch_prefill_random_ttft(lam_p, a, e1, e2 - e1 * e1, laplace)
+    m2 = batch_prefill_ttft_moment2(lam_p, a, e1, e2 - e1 * e1,
+                                    prefill_cost_central3(b, c, prompt), pi, laplace) \
+        if math.isfinite(prefill_s) else math.inf
     pool, kv = _decode_side(rate, prompt, output, cluster)
-    return _Parts(prefill_s, pi, cluster.transfer_s(prompt.raw_moment(1)), pool, kv)
+    return _Parts(prefill_s, m2, pi, cluster.transfer_s(prompt.raw_moment(1)), pool, kv)
 
 
 def _decode_side(rate: float, prompt: TokenDist, output: TokenDist, cluster
@@ -285,13 +294,67 @@ def _bound(parts: _Parts, prompt: TokenDist, cluster) -> str | None:
     return None
 
 
+def ttft_quantiles(parts: _Parts, ttft_mean_s: float, prompt: TokenDist, cluster,
+                   probs) -> np.ndarray:
+    r"""TTFT quantiles (s) of the disaggregated form: ``T = W + g(L)``, the request's own
+    prompt ``L`` exactly and the rest ``W`` as a gamma law.
+
+    ``g(L)`` is what the request's own prompt costs it: its prefill cost
+    :math:`\beta(L) = bL + cL^2`, plus with ``first_token: decode`` its transfer
+    :math:`L\,\kappa` (seconds a token); so the long-prompt tail and the correlation of
+    prefill and transfer come from the prompt law itself. ``W`` (the wait, the batch's
+    intercept and the other prompts in the batch, the boundary wait) is taken as
+    independent of ``L``, of mean :math:`E[T] - E[g(L)]` and variance
+    :math:`\mathrm{Var}\,T_p - \mathrm{Var}\,\beta + \bar w^2/3`, where :math:`T_p`'s
+    second moment is :func:`analytic.batched.batch_prefill_ttft_moment2` and the boundary
+    wait (mean :math:`\bar w`) is uniform over a step; then
+    :math:`P(T \le t) = \sum_l P(L = l)\,F_W(t - g(l))`, solved by bisection. This
+    toolkit's construction; measured against the simulation in ``docs/batched.md``.
+    """
+    probs = np.atleast_1d(np.asarray(probs, dtype=float))
+    if not math.isfinite(ttft_mean_s):
+        return np.full(probs.shape, math.inf)
+    _, b, c = prefill_affine(cluster.prefill.step_profile)
+    values, p_l = prompt.pmf()
+    v = values.astype(float)
+    w = p_l / p_l.sum()
+    beta = b * v + c * v * v
+    g = beta.copy()
+    var_w = parts.prefill_m2_s2 - parts.prefill_s ** 2 - float(((beta - beta @ w) ** 2) @ w)
+    if cluster.first_token == "decode":
+        g += (cluster.transfer_s(1.0) - cluster.transfer_s(0.0)) * v
+        var_w += parts.pool.boundary_wait_s ** 2 / 3.0
+    mean_w = ttft_mean_s - float(g @ w)
+    var_w = max(var_w, 0.0)
+
+    def cdf(t: np.ndarray) -> np.ndarray:
+        x = t[:, None] - g[None, :]
+        if var_w <= 0.0 or mean_w <= 0.0:
+            f = (x >= mean_w).astype(float)
+        else:
+            f = stats.gamma.cdf(x, mean_w * mean_w / var_w, scale=var_w / mean_w)
+        return f @ w
+
+    lo = np.full(probs.shape, float(g.min()))
+    hi = np.full(probs.shape, float(g.max()) + max(mean_w, 0.0)
+                 + 60.0 * math.sqrt(var_w) + 1e-9)
+    for _ in range(60):  # bisection to 2^-60 of the bracket
+        mid = 0.5 * (lo + hi)
+        below = cdf(mid) < probs
+        lo = np.where(below, mid, lo)
+        hi = np.where(below, hi, mid)
+    return hi
+
+
 def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenDist,
                           cluster) -> dict[str, float | bool | str | None]:
     """Mean TTFT, TPOT and E2E of a :class:`spec.BatchedDisaggregated` cluster at total
     rate ``arrival_rate`` (req/s), Poisson arrivals split evenly over each pool's
     instances (routing ignored). See the module's docstring for the three parts.
 
-    Returns a dict: ``mean_ttft_s``, ``mean_tpot_s``, ``mean_e2e_s``, the parts
+    Returns a dict: ``mean_ttft_s``, ``p50_ttft_s``, ``p90_ttft_s``, ``p99_ttft_s``
+    (:func:`ttft_quantiles`), ``mean_tpot_s``,
+    ``mean_e2e_s``, the parts
     ``mean_prefill_ttft_s`` (arrival to prefill's end), ``mean_transfer_s``,
     ``mean_boundary_wait_s``, ``mean_decode_batch``, ``kv_in_use_fraction``, ``stable``
     and ``bound``: ``None``, or the bound that the point crosses (``prefill compute``,
@@ -302,7 +365,8 @@ def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenD
     parts = _parts(arrival_rate, prompt, output, cluster)
     pool, wait, transfer_s = parts.pool, parts.pool.boundary_wait_s, parts.transfer_s
     bound = _bound(parts, prompt, cluster)
-    out = {"mean_ttft_s": math.inf, "mean_tpot_s": math.inf, "mean_e2e_s": math.inf,
+    pct = {f"p{round(q * 100)}_ttft_s": math.inf for q in TTFT_PERCENTILES}
+    out = {"mean_ttft_s": math.inf, **pct, "mean_tpot_s": math.inf, "mean_e2e_s": math.inf,
            "mean_prefill_ttft_s": parts.prefill_s, "mean_transfer_s": transfer_s,
            "mean_boundary_wait_s": wait, "mean_decode_batch": pool.mean_batch,
            "kv_in_use_fraction": parts.kv_tokens / cluster.decode.kv_tokens,
@@ -321,7 +385,9 @@ def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenD
         values, probs = output.pmf()
         p_more = float(probs[values >= 2].sum() / probs.sum())
         e2e = parts.prefill_s + p_more * (transfer_s + wait) + steps_after_first * pool.tpot_s
-    return dict(out, mean_ttft_s=ttft, mean_tpot_s=tpot, mean_e2e_s=e2e)
+    q = ttft_quantiles(parts, ttft, prompt, cluster, TTFT_PERCENTILES)
+    pct = dict(zip(pct, (float(v) for v in q), strict=True))
+    return dict(out, mean_ttft_s=ttft, **pct, mean_tpot_s=tpot, mean_e2e_s=e2e)
 
 
 def stability_limits(prompt: TokenDist, output: TokenDist, cluster) -> dict[str, float]:
