@@ -30,7 +30,8 @@ def main(cfg: DictConfig) -> None:
     if config.serving == "batched":
         from analytic.batched import batched_estimate
 
-        results = {c.mode: batched_estimate(config.workload, c) for c in config.clusters()}
+        results = {c.mode: batched_estimate(config.workload, c, config.slo)
+                   for c in config.clusters()}
         out["method"] = results[config.clusters()[0].mode]["method"]
     else:
         import warnings

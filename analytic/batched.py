@@ -439,7 +439,7 @@ def largest_rate(ok, start: float = 1.0, ceiling: float = 1e6, steps: int = 40) 
     return lo
 
 
-def batched_estimate(workload, cluster) -> dict[str, float | bool | str]:
+def batched_estimate(workload, cluster, slo=None) -> dict[str, float | bool | str]:
     """The closed-form estimate of a batched cluster, where one exists (today: colocated
     ``prefill_priority`` instances with an affine profile and Poisson arrivals; a
     disaggregated cluster goes to :func:`analytic.batched_disagg.disaggregated_estimate`).
@@ -450,7 +450,9 @@ def batched_estimate(workload, cluster) -> dict[str, float | bool | str]:
     ``mean_tpot_s``, ``mean_e2e_s`` (``TTFT + (E[o] - 1) TPOT``: each later token takes
     one mean decode step, the same reading Little's law gives ``mean_batch``),
     ``stable``, ``stability_limit_rps`` (the largest stable total rate, by bisection),
-    ``kv_in_use_fraction``, ``mean_batch``, ``method``.
+    ``kv_in_use_fraction``, ``mean_batch``, ``method``. Given ``slo`` (a
+    :class:`spec.SLO`), the disaggregated form adds its SLO shares
+    (:func:`analytic.batched_disagg.slo_attainment`).
 
     Raises
     ------
@@ -465,7 +467,7 @@ def batched_estimate(workload, cluster) -> dict[str, float | bool | str]:
     if not isinstance(cluster, BatchedColocated):
         from .batched_disagg import disaggregated_estimate
 
-        return disaggregated_estimate(workload, cluster)
+        return disaggregated_estimate(workload, cluster, slo)
     inst = cluster.instance
     if inst.policy != "prefill_priority" or cluster.first_token != "prefill":
         raise ValueError(f"{inst.name}.policy = {inst.policy!r}: the closed forms built so far "

@@ -52,6 +52,8 @@ from .batched import (
 
 #: The TTFT percentiles the disaggregated form gives (``p50_ttft_s`` ...).
 TTFT_PERCENTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
+#: The SLO shares it gives when asked (:func:`slo_attainment`).
+SLO_KEYS: tuple[str, ...] = ("slo_attainment_ttft", "slo_attainment_tpot", "slo_attainment")
 
 #: Decode batches are tabulated up to this many requests; the batch law's mass beyond
 #: the table must stay below :data:`DECODE_TAIL` (else the point is beyond the form).
@@ -294,6 +296,34 @@ def _bound(parts: _Parts, prompt: TokenDist, cluster) -> str | None:
     return None
 
 
+def _ttft_law(parts: _Parts, ttft_mean_s: float, prompt: TokenDist, cluster):
+    """``(g, w, mean_w, var_w)`` of :func:`ttft_quantiles`'s ``T = W + g(L)``: the own
+    prompt's cost ``g`` at each prompt length, their probabilities ``w``, and the gamma
+    part's mean and variance."""
+    _, b, c = prefill_affine(cluster.prefill.step_profile)
+    values, p_l = prompt.pmf()
+    v = values.astype(float)
+    w = p_l / p_l.sum()
+    beta = b * v + c * v * v
+    g = beta.copy()
+    var_w = parts.prefill_m2_s2 - parts.prefill_s ** 2 - float(((beta - beta @ w) ** 2) @ w)
+    if cluster.first_token == "decode":
+        g += (cluster.transfer_s(1.0) - cluster.transfer_s(0.0)) * v
+        var_w += parts.pool.boundary_wait_s ** 2 / 3.0
+    return g, w, ttft_mean_s - float(g @ w), max(var_w, 0.0)
+
+
+def _law_cdf(law, t: np.ndarray) -> np.ndarray:
+    """``P(T <= t)`` under :func:`_ttft_law`'s law, for each ``t``."""
+    g, w, mean_w, var_w = law
+    x = np.asarray(t, dtype=float)[:, None] - g[None, :]
+    if var_w <= 0.0 or mean_w <= 0.0:
+        f = (x >= mean_w).astype(float)
+    else:
+        f = stats.gamma.cdf(x, mean_w * mean_w / var_w, scale=var_w / mean_w)
+    return f @ w
+
+
 def ttft_quantiles(parts: _Parts, ttft_mean_s: float, prompt: TokenDist, cluster,
                    probs) -> np.ndarray:
     r"""TTFT quantiles (s) of the disaggregated form: ``T = W + g(L)``, the request's own
@@ -314,47 +344,56 @@ def ttft_quantiles(parts: _Parts, ttft_mean_s: float, prompt: TokenDist, cluster
     probs = np.atleast_1d(np.asarray(probs, dtype=float))
     if not math.isfinite(ttft_mean_s):
         return np.full(probs.shape, math.inf)
-    _, b, c = prefill_affine(cluster.prefill.step_profile)
-    values, p_l = prompt.pmf()
-    v = values.astype(float)
-    w = p_l / p_l.sum()
-    beta = b * v + c * v * v
-    g = beta.copy()
-    var_w = parts.prefill_m2_s2 - parts.prefill_s ** 2 - float(((beta - beta @ w) ** 2) @ w)
-    if cluster.first_token == "decode":
-        g += (cluster.transfer_s(1.0) - cluster.transfer_s(0.0)) * v
-        var_w += parts.pool.boundary_wait_s ** 2 / 3.0
-    mean_w = ttft_mean_s - float(g @ w)
-    var_w = max(var_w, 0.0)
-
-    def cdf(t: np.ndarray) -> np.ndarray:
-        x = t[:, None] - g[None, :]
-        if var_w <= 0.0 or mean_w <= 0.0:
-            f = (x >= mean_w).astype(float)
-        else:
-            f = stats.gamma.cdf(x, mean_w * mean_w / var_w, scale=var_w / mean_w)
-        return f @ w
-
+    law = _ttft_law(parts, ttft_mean_s, prompt, cluster)
+    g, _, mean_w, var_w = law
     lo = np.full(probs.shape, float(g.min()))
     hi = np.full(probs.shape, float(g.max()) + max(mean_w, 0.0)
                  + 60.0 * math.sqrt(var_w) + 1e-9)
     for _ in range(60):  # bisection to 2^-60 of the bracket
         mid = 0.5 * (lo + hi)
-        below = cdf(mid) < probs
+        below = _law_cdf(law, mid) < probs
         lo = np.where(below, mid, lo)
         hi = np.where(below, hi, mid)
     return hi
 
 
+def slo_attainment(parts: _Parts, ttft_mean_s: float, prompt: TokenDist,
+                   output: TokenDist, cluster, slo) -> dict[str, float]:
+    """The shares of requests meeting ``slo.ttft_s`` (the TTFT law of
+    :func:`ttft_quantiles`), ``slo.tpot_s`` and both.
+
+    The TPOT law is not modelled yet: with ``first_token: decode`` a request's TPOT is a
+    mean of its decode steps, none longer than the step of the largest batch the decode
+    pool's law reaches (``P(tau(N) > bound) <= 1e-6``), so the TPOT bound is met by every
+    request where that step is within it (share 1, and both = the TTFT share); elsewhere
+    the TPOT and joint shares are NaN (unknown, never guessed)."""
+    if not math.isfinite(ttft_mean_s):
+        return {"slo_attainment_ttft": 0.0, "slo_attainment_tpot": math.nan,
+                "slo_attainment": 0.0}
+    ttft = float(_law_cdf(_ttft_law(parts, ttft_mean_s, prompt, cluster),
+                          np.array([slo.ttft_s]))[0])
+    tpot = math.nan
+    if cluster.first_token == "decode":
+        table = _table(cluster.decode.step_profile,
+                       decode_load(prompt, output, "decode").context_mean)
+        pmf, beyond = batch_law(parts.pool.mean_batch, parts.pool.batch_variance,
+                                len(table))
+        slow = float(pmf[table > slo.tpot_s].sum()) + beyond
+        tpot = 1.0 if slow <= 1e-6 else math.nan
+    return {"slo_attainment_ttft": ttft, "slo_attainment_tpot": tpot,
+            "slo_attainment": ttft * tpot if tpot == 1.0 else math.nan}
+
+
 def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenDist,
-                          cluster) -> dict[str, float | bool | str | None]:
+                          cluster, slo=None) -> dict[str, float | bool | str | None]:
     """Mean TTFT, TPOT and E2E of a :class:`spec.BatchedDisaggregated` cluster at total
     rate ``arrival_rate`` (req/s), Poisson arrivals split evenly over each pool's
     instances (routing ignored). See the module's docstring for the three parts.
 
     Returns a dict: ``mean_ttft_s``, ``p50_ttft_s``, ``p90_ttft_s``, ``p99_ttft_s``
-    (:func:`ttft_quantiles`), ``mean_tpot_s``,
-    ``mean_e2e_s``, the parts
+    (:func:`ttft_quantiles`), ``mean_tpot_s``, ``mean_e2e_s``; given a
+    :class:`spec.SLO`, ``slo_attainment_ttft``, ``slo_attainment_tpot`` and
+    ``slo_attainment`` (:func:`slo_attainment`); the parts
     ``mean_prefill_ttft_s`` (arrival to prefill's end), ``mean_transfer_s``,
     ``mean_boundary_wait_s``, ``mean_decode_batch``, ``kv_in_use_fraction``, ``stable``
     and ``bound``: ``None``, or the bound that the point crosses (``prefill compute``,
@@ -371,8 +410,8 @@ def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenD
            "mean_boundary_wait_s": wait, "mean_decode_batch": pool.mean_batch,
            "kv_in_use_fraction": parts.kv_tokens / cluster.decode.kv_tokens,
            "stable": bound in (None, "prefill token budget"), "bound": bound}
-    if bound is not None:
-        return out
+    if bound is not None:  # past a bound: no attainment the form can speak for
+        return dict(out, **({k: math.nan for k in SLO_KEYS} if slo else {}))
     steps_after_first = output.raw_moment(1) - 1.0
     if cluster.first_token == "decode":
         ttft = parts.prefill_s + transfer_s + wait + pool.tpot_s
@@ -387,7 +426,8 @@ def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenD
         e2e = parts.prefill_s + p_more * (transfer_s + wait) + steps_after_first * pool.tpot_s
     q = ttft_quantiles(parts, ttft, prompt, cluster, TTFT_PERCENTILES)
     pct = dict(zip(pct, (float(v) for v in q), strict=True))
-    return dict(out, mean_ttft_s=ttft, **pct, mean_tpot_s=tpot, mean_e2e_s=e2e)
+    shares = slo_attainment(parts, ttft, prompt, output, cluster, slo) if slo else {}
+    return dict(out, mean_ttft_s=ttft, **pct, mean_tpot_s=tpot, mean_e2e_s=e2e, **shares)
 
 
 def stability_limits(prompt: TokenDist, output: TokenDist, cluster) -> dict[str, float]:
@@ -415,7 +455,8 @@ def stability_limits(prompt: TokenDist, output: TokenDist, cluster) -> dict[str,
     }
 
 
-def disaggregated_estimate(workload, cluster) -> dict[str, float | bool | str | None]:
+def disaggregated_estimate(workload, cluster, slo=None
+                           ) -> dict[str, float | bool | str | None]:
     """:func:`disaggregated_batched` at the workload's rate, with the cluster's stability
     limit (``stability_limit_rps``), the bound that sets it (``binding``) and each bound's
     own limit (``limit_<bound>_rps``, see :func:`stability_limits`).
@@ -430,7 +471,7 @@ def disaggregated_estimate(workload, cluster) -> dict[str, float | bool | str | 
         raise ValueError(f"arrival.process = {workload.arrival.process!r}: the batched closed "
                          "forms take Poisson arrivals so far")
     p, o = workload.prompt_tokens, workload.output_tokens
-    est = disaggregated_batched(workload.arrival_rate_per_s, p, o, cluster)
+    est = disaggregated_batched(workload.arrival_rate_per_s, p, o, cluster, slo)
     limits = stability_limits(p, o, cluster)
     binding = min(limits, key=limits.__getitem__)
     return {"method": "disaggregated_batched (prefill chain, transfer, decode flow balance; "

@@ -606,7 +606,7 @@ def build_report(ds: xr.Dataset, folder: str | Path) -> dict[str, Path]:
                  "the offered load is the arrival rate over the closed form's stability "
                  "limit, so a point the form calls unstable while the simulation is not "
                  "counts as the form's error. A statistic the closed forms do not give yet "
-                 "(colocated TTFT percentiles, P90 TPOT, SLO attainment) is n/a.")
+                 "(P90 TPOT; the colocated form's percentiles and attainment) is n/a.")
     else:
         rule += ("Points with offered load >= 1 in some pool are **unstable**: the closed "
                  "forms give infinity, the simulation drains a finite run and its numbers "

@@ -46,11 +46,11 @@ BATCHED_STATISTICS: tuple[str, ...] = (
 CLOSED_FORM = "closed_form"
 
 
-def closed_form(workload, cluster) -> tuple[dict, str]:
+def closed_form(workload, cluster, slo=None) -> tuple[dict, str]:
     """:func:`analytic.batched_estimate`, or ``({}, reason)`` where no closed form covers
     the cluster yet (a chunked policy, non-Poisson arrivals: the reason names it)."""
     try:
-        return analytic.batched_estimate(workload, cluster), ""
+        return analytic.batched_estimate(workload, cluster, slo), ""
     except ValueError as exc:
         return {}, str(exc)
 
@@ -96,7 +96,7 @@ def run_batched_point(config: SimConfig, *, thresholds: Thresholds, engine: str 
             value[a, 0, s] = summary[stat]
             ci[:, a, s] = cis[stat]
         dist[a, 0] = [summary[quantile_key(q, "ttft_s")] for q in np.round(CDF_PROBS, 6)]
-        est, why = closed_form(config.workload, clusters[arch])
+        est, why = closed_form(config.workload, clusters[arch], config.slo)
         notes[f"closed_form_{arch}"] = est.get("method", f"none: {why}")
         for s, stat in enumerate(stats):
             value[a, 1, s] = float(est.get(stat, math.nan))
