@@ -26,16 +26,7 @@ import analytic
 from simulation import compare, quantile_key
 from spec import SimConfig
 
-from .point import (
-    ARCHITECTURES,
-    CDF_PROBS,
-    MISSING_VERDICT,
-    STATISTIC_INFO,
-    VERDICTS,
-    Thresholds,
-    statistic_coords,
-    verdict,
-)
+from .point import ARCHITECTURES, CDF_PROBS, STATISTIC_INFO, Thresholds, point_dataset
 
 #: The statistics a batched point compares (keys of the simulation's summary and, where
 #: the closed forms give them, of :func:`analytic.batched_estimate`).
@@ -103,55 +94,24 @@ def run_batched_point(config: SimConfig, *, thresholds: Thresholds, engine: str 
         limit[a] = float(est.get("stability_limit_rps", math.nan))
         load[a] = rate / limit[a]
         binding[a] = str(est.get("binding") or "")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = (value - value[:, :1, :]) / value[:, :1, :]
-    codes = verdict(value, ci[0][:, None, :], ci[1][:, None, :], stable[:, None, None],
-                    thresholds)
-    codes[:, 0, :] = MISSING_VERDICT  # the simulation is the reference, not judged
-    rel[:, 0, :] = 0.0
     units = [STATISTIC_INFO[s][2] for s in stats]
-    dims3 = ("architecture", "source", "statistic")
-    per = {"long_name": "value; its unit is the statistic's unit coordinate"}
-    ds = xr.Dataset(
-        {
-            "value": (dims3, value, per),
-            "ci_low": (("architecture", "statistic"), ci[0],
-                       {"long_name": f"simulation {confidence:.0%} CI low"}),
-            "ci_high": (("architecture", "statistic"), ci[1],
-                        {"long_name": f"simulation {confidence:.0%} CI high"}),
-            "rel_error": (dims3, rel, {"units": "1",
-                                       "long_name": "relative error vs simulation mean"}),
-            "verdict": (dims3, codes, {
-                "long_name": "agreement with the simulation",
-                "flag_values": np.array(list(VERDICTS.values()), dtype=np.int8),
-                "flag_meanings": " ".join(VERDICTS),
-                "missing_value_meaning": "-1: reference, no CI, no closed form or failed "
-                                         "point"}),
-            "offered_load": ("architecture", load, {
-                "units": "1", "long_name": "arrival rate / closed-form stability limit"}),
-            "stability_limit_rps": ("architecture", limit, {
-                "units": "requests/s", "long_name": "closed-form stability limit"}),
-            "binding": ("architecture", np.array(binding, dtype=str),
+    ds = point_dataset(
+        value, ci, stable, thresholds, confidence, sources=sources, statistics=stats,
+        analytic_kind=CLOSED_FORM,
+        value_attrs={"long_name": "value; its unit is the statistic's unit coordinate"},
+        arrays={
+            "offered_load": (load, {"units": "1", "long_name": "arrival rate / closed-form "
+                                                              "stability limit"}),
+            "stability_limit_rps": (limit, {"units": "requests/s",
+                                            "long_name": "closed-form stability limit"}),
+            "binding": (np.array(binding, dtype=str),
                         {"long_name": "the closed form's binding constraint"}),
-            "utilisation": ("architecture", util, {
-                "units": "1", "long_name": "simulated busy fraction (busiest pool)"}),
-            "stable": ("architecture", stable.astype(np.int8),
-                       {"long_name": "simulated backlog bounded in every replication"}),
-            "n_measured": ("architecture", n_measured,
-                           {"long_name": "measured requests (all replications, mean)"}),
-            "ttft_quantile": (("architecture", "kind", "prob"), dist,
-                              {"units": "s", "long_name": "TTFT quantile"}),
-        },
-        coords={
-            "architecture": list(ARCHITECTURES),
-            "source": list(sources),
-            "statistic": list(stats),
-            "kind": ["simulation", f"analytic ({CLOSED_FORM})"],
-            "prob": ("prob", CDF_PROBS, {"long_name": "probability", "units": "1"}),
-            **statistic_coords(stats),
-        },
-        attrs={"serving": "batched", **notes},
-    )
-    ds["statistic"].attrs["long_names"] = ", ".join(STATISTIC_INFO[s][0] for s in stats)
+            "utilisation": (util, {"units": "1",
+                                   "long_name": "simulated busy fraction (busiest pool)"}),
+            "n_measured": (n_measured, {"long_name": "measured requests (all replications, "
+                                                     "mean)"})},
+        stable_meaning="simulated backlog bounded in every replication", dist=dist,
+        missing_meaning="-1: reference, no CI, no closed form or failed point",
+        attrs={"serving": "batched", **notes})
     ds["statistic"].attrs["units"] = ", ".join(units)
     return ds

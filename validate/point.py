@@ -133,49 +133,70 @@ def run_point(config: SimConfig, *, methods: tuple[str, ...], thresholds: Thresh
             if method == analytic.DEFAULT_METHOD:
                 dist[a, 1] = est.quantile(CDF_PROBS)
     stable = load < 1.0
-    sim_mean = value[:, :1, :]
+    return point_dataset(
+        value, ci, stable, thresholds, confidence, sources=sources, statistics=STATISTICS,
+        analytic_kind=analytic.DEFAULT_METHOD, value_attrs={"units": "s",
+                                                            "long_name": "TTFT statistic"},
+        arrays={"offered_load": (load, {"units": "1",
+                                        "long_name": "offered load (busiest pool)"}),
+                "utilisation": (util, {"units": "1",
+                                       "long_name": "simulated utilisation (busiest pool)"}),
+                "n_measured": (n_measured, {"long_name": "measured requests (all "
+                                                         "replications, mean)"})},
+        stable_meaning="offered load < 1 in every pool", dist=dist)
+
+
+def point_dataset(value: np.ndarray, ci: np.ndarray, stable: np.ndarray,
+                  thresholds: Thresholds, confidence: float, *, sources, statistics,
+                  analytic_kind: str, value_attrs: dict, arrays: dict,
+                  stable_meaning: str, dist: np.ndarray,
+                  missing_meaning: str = "-1: reference, no CI or failed point",
+                  attrs: dict | None = None) -> xr.Dataset:
+    """One point's dataset, judged: ``value(architecture, source, statistic)`` (the
+    simulation first), its ``ci`` (``[low, high]`` by architecture and statistic), the
+    relative errors and verdicts against it, ``stable`` and the per-architecture
+    ``arrays`` (``{name: (values, attrs)}``), the TTFT quantiles ``dist``; the one layout
+    of every serving model's points (:func:`run_point`,
+    :func:`validate.batched_point.run_batched_point`)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = (value - sim_mean) / sim_mean
+        rel = (value - value[:, :1, :]) / value[:, :1, :]
     codes = verdict(value, ci[0][:, None, :], ci[1][:, None, :], stable[:, None, None],
                     thresholds)
     codes[:, 0, :] = MISSING_VERDICT  # the simulation is the reference, not judged
     rel[:, 0, :] = 0.0
     dims3 = ("architecture", "source", "statistic")
+    units = {k: v for k, v in value_attrs.items() if k == "units"}
     ds = xr.Dataset(
         {
-            "value": (dims3, value, {"units": "s", "long_name": "TTFT statistic"}),
+            "value": (dims3, value, value_attrs),
             "ci_low": (("architecture", "statistic"), ci[0],
-                       {"units": "s", "long_name": f"simulation {confidence:.0%} CI low"}),
+                       {**units, "long_name": f"simulation {confidence:.0%} CI low"}),
             "ci_high": (("architecture", "statistic"), ci[1],
-                        {"units": "s", "long_name": f"simulation {confidence:.0%} CI high"}),
+                        {**units, "long_name": f"simulation {confidence:.0%} CI high"}),
             "rel_error": (dims3, rel, {"units": "1",
                                        "long_name": "relative error vs simulation mean"}),
             "verdict": (dims3, codes, {
                 "long_name": "agreement with the simulation",
                 "flag_values": np.array(list(VERDICTS.values()), dtype=np.int8),
                 "flag_meanings": " ".join(VERDICTS),
-                "missing_value_meaning": "-1: reference, no CI or failed point"}),
-            "offered_load": ("architecture", load,
-                             {"units": "1", "long_name": "offered load (busiest pool)"}),
-            "utilisation": ("architecture", util,
-                            {"units": "1", "long_name": "simulated utilisation (busiest pool)"}),
-            "stable": ("architecture", stable.astype(np.int8),
-                       {"long_name": "offered load < 1 in every pool"}),
-            "n_measured": ("architecture", n_measured,
-                           {"long_name": "measured requests (all replications, mean)"}),
+                "missing_value_meaning": missing_meaning}),
+            **{name: ("architecture", v, a) for name, (v, a) in arrays.items()},
+            "stable": ("architecture", np.asarray(stable).astype(np.int8),
+                       {"long_name": stable_meaning}),
             "ttft_quantile": (("architecture", "kind", "prob"), dist,
                               {"units": "s", "long_name": "TTFT quantile"}),
         },
         coords={
             "architecture": list(ARCHITECTURES),
             "source": list(sources),
-            "statistic": list(STATISTICS),
-            "kind": ["simulation", f"analytic ({analytic.DEFAULT_METHOD})"],
+            "statistic": list(statistics),
+            "kind": ["simulation", f"analytic ({analytic_kind})"],
             "prob": ("prob", CDF_PROBS, {"long_name": "probability", "units": "1"}),
-            **statistic_coords(STATISTICS),
+            **statistic_coords(statistics),
         },
+        attrs=attrs or {},
     )
-    ds["statistic"].attrs["long_names"] = ", ".join(STATISTIC_INFO[s][0] for s in STATISTICS)
+    ds["statistic"].attrs["long_names"] = ", ".join(STATISTIC_INFO[s][0] for s in statistics)
     return ds
 
 
