@@ -80,16 +80,16 @@ def batch_prefill_ttft_moment2(arrival_rate: float, intercept_s: float, mean_cos
     A rider of a batch of ``x`` prompts (time :math:`S = S_x`) arrives uniformly in it,
     so it waits :math:`R \sim U(0, S)`, then rides the next batch of its
     :math:`m \sim \mathrm{Poisson}(\lambda S)` riders, :math:`N = a + \sum_{i \le m}
-    eta_i`, independent of ``R`` given ``S``. Summed over the riders,
+    \beta_i`, independent of ``R`` given ``S``. Summed over the riders,
 
-    .. math:: E[	extstyle\sum_r T_r^2 \mid S] = E[m] S^2/3 + S\,(a E[m] + E[eta] E[m^2])
-              + a^2 E[m] + 2 a E[eta] E[m^2] + E[eta]^2 E[m^3] + \mathrm{Var}\,eta\,E[m^2]
+    .. math:: E[\textstyle\sum_r T_r^2 \mid S] = E[m] S^2/3 + S\,(a E[m] + E[\beta] E[m^2])
+              + a^2 E[m] + 2 a E[\beta] E[m^2] + E[\beta]^2 E[m^3] + \mathrm{Var}\,\beta\,E[m^2]
 
     with the Poisson moments :math:`E[m^k \mid S]`, averaged over :math:`S_x` by its
-    exact first three moments (:math:`a + x E[eta]`, variance :math:`x \mathrm{Var}\,
-    eta`, third central moment :math:`x \mu_3`); a batch after which nobody came
+    exact first three moments (:math:`a + x E[\beta]`, variance :math:`x \mathrm{Var}\,
+    \beta`, third central moment :math:`x \mu_3`); a batch after which nobody came
     (probability :math:`p_x`, as in the mean) is followed by a lone arrival of
-    :math:`E[T^2] = (a + E[eta])^2 + \mathrm{Var}\,eta`. Divided by the riders a
+    :math:`E[T^2] = (a + E[\beta])^2 + \mathrm{Var}\,\beta`. Divided by the riders a
     batch (the mean's denominator). This toolkit's derivation; exact for fixed prompts
     up to the chain's truncation, tested against a simulation of such an instance.
     """
