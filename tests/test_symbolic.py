@@ -115,3 +115,71 @@ def test_every_printed_formula_is_its_exact_result():
     assert _by_name(symbolic.qna_departure_scv(), rho=0.6, c=4, **{"c_a^2": 1.4,
                     "c_s^2": 0.3}) == pytest.approx(ref.qna_departure_scv(2.4, 1.0, 0.3, 4, 1.4))
     assert symbolic.latex("mmc") == r"E[W] = \frac{C E[S]}{c \left(1 - \rho\right)}"
+
+
+# ------------------------------------------------------------------ batched serving
+def test_the_chains_per_batch_terms_are_the_riders_moments_derived_symbolically():
+    """One batch of ``x`` prompts (the batch law a point mass, no idle batches): the
+    numeric mean and second moment of TTFT are E[sum_r T_r^k | S] / E[m | S] averaged
+    over ``S = a + beta_1 + ... + beta_x``, whose moments the test takes from the
+    cumulants (mean, ``x Var beta``, ``x mu_3``); sympy derived them from the riders'
+    uniform arrivals and Poisson count (analytic.symbolic.rider_moments)."""
+    import numpy as np
+
+    from analytic.batched import batch_prefill_ttft_moment2
+
+    lam_, a_, e1, var, mu3, x = 6.0, 0.02, 0.03, 4e-4, 5e-6, 3
+    s1 = a_ + x * e1
+    s_moment = {1: s1, 2: s1**2 + x * var, 3: s1**3 + 3 * s1 * x * var + x * mu3}
+
+    def averaged(expr: sp.Expr) -> float:
+        names = {str(v): v for v in expr.free_symbols}
+        poly = sp.Poly(sp.expand(expr.subs({names["lambda"]: lam_, names["a"]: a_,
+                                            names["E[beta]"]: e1,
+                                            names.get("Var_beta", sp.Dummy()): var})),
+                       names["S"])
+        return float(sum(float(c) * s_moment[j] for (j,), c in poly.terms()))
+
+    riders = lam_ * s1  # E[m] = lam E[S]
+    law = np.zeros(x)
+    law[-1] = 1.0
+    m2 = batch_prefill_ttft_moment2(lam_, a_, e1, var, mu3, law, 0.0)  # laplace 0: no idle
+    assert m2 == pytest.approx(averaged(symbolic.rider_moments(2)) / riders, rel=1e-12)
+    # the mean's numerator in the chain, lam E[S^2]/2 + a lam E[S] + e1 (lam E[S] +
+    # lam^2 E[S^2]), is the symbolic first moment
+    num = lam_ * s_moment[2] / 2 + a_ * lam_ * s1 + e1 * (lam_ * s1 + lam_**2 * s_moment[2])
+    assert num == pytest.approx(averaged(symbolic.rider_moments(1)), rel=1e-12)
+    with pytest.raises(ValueError, match="k = 3: must be 1 or 2"):
+        symbolic.rider_moments(3)
+
+
+def test_batched_closed_forms_match_their_numeric_code():
+    from analytic.batched import batch_prefill_ttft
+    from analytic.batched_disagg import batch_variance
+
+    for lam_, a_, e1, e2 in ((2.0, 0.02, 0.05, 0.004), (15.0, 0.0, 0.06, 0.0045)):
+        got = _by_name(symbolic.batch_prefill_heavy_traffic(), a=a_, **{
+            "lambda": lam_, "E[beta]": e1, "E[beta^2]": e2})
+        assert got == pytest.approx(float(batch_prefill_ttft(lam_, a_, e1, e2)), rel=1e-12)
+    import numpy as np
+
+    a_, k = 0.02, 0.0005  # an affine step a + k B: tau' = k
+    table = np.concatenate(([0.0], a_ + k * np.arange(1, 4097)))
+    for m_ in (3.0, 40.0):
+        got = _by_name(symbolic.decode_batch_variance(), m=m_, tau=a_ + k * m_,
+                       **{"tau'": k})
+        assert got == pytest.approx(batch_variance(m_, table), rel=1e-12)
+    # the decode pool's flow balance on the seed's rates profile is processor sharing
+    from analytic.batched_disagg import decode_load, decode_pool, decode_step_table
+    from spec import Profile
+
+    r_d, prompt = 400.0, TokenDist.lognormal(6.0, 0.7, 1)
+    output = TokenDist.lognormal(5.0, 0.8, 1)
+    load = decode_load(prompt, output, "decode")
+    table = decode_step_table(Profile.rates(5000.0, r_d), load.context_mean, 2048)
+    rho_ = 1.2 * output.raw_moment(1) / r_d
+    assert _by_name(symbolic.processor_sharing_tpot(), r=r_d, rho=rho_) == \
+        pytest.approx(decode_pool(1.2, load, table).tpot_s, rel=1e-9)
+    assert symbolic.latex("batch_prefill").startswith(r"E[\mathrm{TTFT}] = E[\beta] + a")
+    assert symbolic.latex("decode_variance") == (
+        r"\mathrm{Var}\,N = \frac{m \tau}{- m \tau' + \tau}")

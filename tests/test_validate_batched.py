@@ -119,6 +119,9 @@ def test_batched_rates_sweep_end_to_end(tmp_path):
     assert report.startswith("# Batched serving validation")
     assert "Where to trust closed_form: mono (closed-form limit 9.39 requests/s)" in report
     assert "Unstable (simulated backlog grows): disagg at 8." in report
+    # its formulas are the batched model's (analytic.symbolic.BATCHED_FORMULAS)
+    assert "**Batch-everything prefill instance, heavy-traffic closed form**" in report
+    assert "Pollaczek" not in report
 
 
 def _point(*overrides: str):

@@ -176,7 +176,7 @@ def provenance(config: SimConfig, options: dict[str, Any], cfg: DictConfig) -> d
         pkg = version("ttft-toolkit")
     except PackageNotFoundError:
         pkg = "unknown"
-    from analytic.symbolic import FORMULAS, latex
+    from analytic.symbolic import BATCHED_FORMULAS, FORMULAS, latex
 
     th = options["thresholds"]
     batched = options.get("serving") == "batched"
@@ -200,7 +200,8 @@ def provenance(config: SimConfig, options: dict[str, Any], cfg: DictConfig) -> d
         "warmup_seconds": config.warmup_seconds,
         "config_yaml": yaml.safe_dump(config_to_mapping(config), sort_keys=False),
         "app_config_yaml": OmegaConf.to_yaml(cfg),
-        "formulas_latex": json.dumps({k: [FORMULAS[k][0], latex(k)] for k in FORMULAS}),
+        "formulas_latex": json.dumps({k: [v[0], latex(k)] for k, v in (
+            BATCHED_FORMULAS if batched else FORMULAS).items()}),
     }
 
 
