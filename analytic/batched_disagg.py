@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, special, stats
 
 from spec import Profile, TokenDist
 
@@ -137,12 +137,26 @@ def batch_law(mean: float, variance: float, size: int) -> tuple[np.ndarray, floa
     """``P(N = k)``, ``k = 0 .. size-1``, and the mass beyond: the negative binomial of
     that mean and variance (``p = m / v``, ``r = m^2 / (v - m)``), Poisson when
     ``v <= m``."""
-    k = np.arange(size)
+    # no mass worth a float past 60 standard deviations (both laws' tails are geometric
+    # or lighter): the rest of the table is 0 without being computed
+    upto = min(size, int(mean + 60.0 * math.sqrt(max(variance, mean)) + 64.0))
+    k = np.arange(upto, dtype=float)
+    if mean <= 0.0:
+        pmf = np.zeros(size)
+        pmf[0] = 1.0
+        return pmf, 0.0
+    # log-pmfs by log-gamma (scipy.stats' pmf costs 20 times more a call, and the
+    # stability search calls this thousands of times); the mass beyond is 1 - the sum
     if variance <= mean * (1.0 + 1e-12):
-        return stats.poisson.pmf(k, mean), float(stats.poisson.sf(size - 1, mean))
-    p = mean / variance
-    r = mean * mean / (variance - mean)
-    return stats.nbinom.pmf(k, r, p), float(stats.nbinom.sf(size - 1, r, p))
+        log_pmf = k * math.log(mean) - mean - special.gammaln(k + 1.0)
+    else:
+        p = mean / variance
+        r = mean * mean / (variance - mean)
+        log_pmf = (special.gammaln(k + r) - special.gammaln(r) - special.gammaln(k + 1.0)
+                   + r * math.log(p) + k * math.log1p(-p))
+    pmf = np.zeros(size)
+    pmf[:upto] = np.exp(log_pmf)
+    return pmf, max(1.0 - float(pmf.sum()), 0.0)
 
 
 @dataclass(frozen=True)
@@ -190,18 +204,14 @@ def decode_pool(lam: float, load: DecodeLoad, table: np.ndarray) -> DecodePool:
         return -math.inf if tail > DECODE_TAIL else demand - float(w @ rate)
 
     lo, hi = 0.0, 1.0
-    while excess(hi) > 0.0:
+    while (top := excess(hi)) > 0.0:
         lo, hi = hi, 2.0 * hi
         if hi > size:
             return inf
-    if excess(hi) == -math.inf:  # the law outgrew the table before meeting the demand
+    if top == -math.inf:  # the law outgrew the table before meeting the demand
         return inf
-    for _ in range(100):
-        mid = 0.5 * (lo + hi)
-        if mid in (lo, hi):
-            break
-        lo, hi = (mid, hi) if excess(mid) > 0.0 else (lo, mid)
-    mean = hi
+    # excess is continuous and falls through 0 on [lo, hi] (finite at hi, so below it)
+    mean = hi if top == 0.0 else optimize.brentq(excess, lo, hi, xtol=1e-13, rtol=1e-13)
     var = batch_variance(mean, table)
     w, _ = batch_law(mean, var, size)
     residual = float(w[1:] @ table[1:]) / 2.0
@@ -319,8 +329,8 @@ def _law_cdf(law, t: np.ndarray) -> np.ndarray:
     x = np.asarray(t, dtype=float)[:, None] - g[None, :]
     if var_w <= 0.0 or mean_w <= 0.0:
         f = (x >= mean_w).astype(float)
-    else:
-        f = stats.gamma.cdf(x, mean_w * mean_w / var_w, scale=var_w / mean_w)
+    else:  # the gamma cdf as the regularised incomplete gamma function
+        f = special.gammainc(mean_w * mean_w / var_w, np.maximum(x, 0.0) * (mean_w / var_w))
     return f @ w
 
 

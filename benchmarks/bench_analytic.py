@@ -5,7 +5,9 @@
 Cases (default workload; one process; numpy's element-wise work is single-threaded):
 mean TTFT at 10^6 monolithic grid points (10,000 rates x 100 cluster sizes); the
 P50/P90/P99 set at 10^4 points, monolithic and disaggregated; the exact M/D/c law at
-one point with 64 servers (rho 0.8 and 0.95, cache cleared each time).
+one point with 64 servers (rho 0.8 and 0.95, cache cleared each time); the batched
+disaggregated form at DistServe's OPT-13B scenario, one point with and without its
+stability limits (the limits' search evaluates the decode pool hundreds of times).
 """
 
 from __future__ import annotations
@@ -48,7 +50,23 @@ def main() -> None:
             return mdc_wait(rho * 64, 1.0, 64).mean
         return run
 
+    from pathlib import Path
+
+    from analytic.batched_disagg import disaggregated_batched
+    from spec import config_from_mapping
+    from spec.loader import read_yaml_mapping
+
+    scenario = read_yaml_mapping(Path(__file__).resolve().parent.parent / "conf" / "scenario"
+                                 / "distserve_opt13b.yaml")
+    batched = config_from_mapping(scenario)
+    b_wl, b_dis = batched.workload, batched.clusters()[1]
+    analytic.batched_estimate(b_wl, b_dis)  # warm the step table's cache
+
     cases = {
+        "batched disagg, one point, no limits": lambda: disaggregated_batched(
+            4.0, b_wl.prompt_tokens, b_wl.output_tokens, b_dis, batched.slo),
+        "batched disagg, one point with limits": lambda: analytic.batched_estimate(
+            b_wl, b_dis, batched.slo),
         "mean TTFT, 10^6 mono points": lambda: analytic.estimate(
             wl, mono, arrival_rate_per_s=r6, num_gpus=g6).mean_ttft_s,
         "P50/P90/P99, 10^4 mono points": lambda: analytic.estimate(
