@@ -233,12 +233,15 @@ def test_analytic_batched_estimate_and_refusals():
     assert "Traceback" not in bad.stderr
 
 
-def test_validate_refuses_the_batched_model_before_any_work(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "validate", "serving=batched",
-                           f"hydra.run.dir={tmp_path}/run"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+def test_batched_validation_refuses_bad_input_before_any_work(tmp_path):
+    """``serving=batched`` validates (tests/test_validate_batched.py); a bad value still
+    stops it in one line before anything runs."""
+    proc = subprocess.run([sys.executable, "-m", "validate", "scenario=distserve_opt13b",
+                           "replications=1", f"hydra.run.dir={tmp_path}/run"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
-    assert "python -m validate compares the fifo model's closed forms so far" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: replications = 1: must be >= 2 for confidence intervals")
     assert not (tmp_path / "run" / "result.nc").exists()
 
 
