@@ -283,13 +283,11 @@ def least_outstanding_prefill(mean_s: float, m2_s2: float, batch_law: np.ndarray
     :math:`u = \lambda E_\pi[S_x] / E_\pi[x]` of the time (batches start at rate
     :math:`\lambda / E_\pi[x]`), and by PASTA an arrival finds it idle with probability
     :math:`1 - u` and then costs :math:`a + \beta` alone; so the chain's moments split as
-    :math:`E[T^j] = u\,E[T^j_{
-m rider}] + (1 - u) E[(a + \beta)^j]`. The router sends
+    :math:`E[T^j] = u\,E[T^j_{\rm rider}] + (1 - u) E[(a + \beta)^j]`. The router sends
     an arrival to an idle instance whenever one exists: it rides a batch only when all
     ``k`` are busy, with probability Erlang C(k, k u) (the M/M/k share of arrivals that
     wait, for instances whose busy periods the router keeps apart), so
-    :math:`E[T^j] = C\,E[T^j_{
-m rider}] + (1 - C) E[(a + \beta)^j]`. One instance gives
+    :math:`E[T^j] = C\,E[T^j_{\rm rider}] + (1 - C) E[(a + \beta)^j]`. One instance gives
     the chain back (``C(1, u) = u``). This toolkit's approximation; it ignores that the
     router also picks the busy instance with the fewest riders. Measured in
     ``docs/batched.md``."""
