@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -226,6 +227,16 @@ def background() -> ThreadPoolExecutor:
 
 
 _worker: ThreadPoolExecutor | None = None
+
+
+def _forget_worker() -> None:
+    """In a forked child the parent's worker thread does not exist, and a task given to
+    its executor would wait for ever: the child makes its own on demand."""
+    global _worker
+    _worker = None
+
+
+os.register_at_fork(after_in_child=_forget_worker)
 
 
 def draw_tokens(workload: Workload, rng_prompt: np.random.Generator,

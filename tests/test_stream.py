@@ -85,3 +85,36 @@ def test_mean_squared_service_is_the_measured_requests(mode, backend):
             want = float(np.mean(hold[m] ** 2))
             assert kept.replications[r][key] == pytest.approx(want, rel=1e-12)
             assert streamed.replications[r][key] == pytest.approx(want, rel=1e-12)
+
+
+def _draw_in_child(queue) -> None:
+    from simulation.requests import PARALLEL_FROM, draw_tokens, request_streams
+    from spec import default_config
+
+    _, rng_p, rng_o = request_streams(7)
+    prompt, _ = draw_tokens(default_config().workload, rng_p, rng_o, PARALLEL_FROM)
+    queue.put(len(prompt))
+
+
+def test_large_draws_work_in_a_forked_child():
+    """The worker thread that draws prompts beside the outputs does not survive a fork;
+    a child forked after the parent used it (``multiprocessing`` on Linux, mutmut) must
+    make its own instead of waiting for ever on the parent's executor."""
+    import multiprocessing
+
+    from simulation.requests import PARALLEL_FROM, draw_tokens, request_streams
+    from spec import default_config
+
+    _, rng_p, rng_o = request_streams(7)
+    draw_tokens(default_config().workload, rng_p, rng_o, PARALLEL_FROM)  # worker started
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_draw_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    hung = child.is_alive()
+    if hung:
+        child.kill()
+        child.join()
+    assert not hung, "the forked child waited on the parent's worker thread"
+    assert child.exitcode == 0 and queue.get(timeout=5) == PARALLEL_FROM
