@@ -82,7 +82,7 @@ def batch_prefill_ttft_moment2(arrival_rate: float, intercept_s: float, mean_cos
     :math:`m \sim \mathrm{Poisson}(\lambda S)` riders, :math:`N = a + \sum_{i \le m}
     \beta_i`, independent of ``R`` given ``S``. Summed over the riders,
 
-    .. math:: E[\textstyle\sum_r T_r^2 \mid S] = E[m] S^2/3 + S\,(a E[m] + E[\beta] E[m^2])
+    .. math:: E[\sum_r T_r^2 \mid S] = E[m] S^2/3 + S\,(a E[m] + E[\beta] E[m^2])
               + a^2 E[m] + 2 a E[\beta] E[m^2] + E[\beta]^2 E[m^3] + \mathrm{Var}\,\beta\,E[m^2]
 
     with the Poisson moments :math:`E[m^k \mid S]`, averaged over :math:`S_x` by its

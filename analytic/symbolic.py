@@ -145,7 +145,7 @@ BATCHED_FORMULAS: dict[str, tuple[str, str, sp.Expr]] = {
     "batch_prefill": ("Batch-everything prefill instance, heavy-traffic closed form",
                       r"E[\mathrm{TTFT}]", batch_prefill_heavy_traffic()),
     "rider_second_moment": ("Second moment of TTFT over a batch's riders (given its time S)",
-                            r"E[\textstyle\sum_r T_r^2 \mid S]", rider_moments(2)),
+                            r"E[\sum_r T_r^2 \mid S]", rider_moments(2)),
     "decode_variance": ("Decode batch variance (diffusion approximation)",
                         r"\mathrm{Var}\,N", decode_batch_variance()),
     "ps_tpot": ("Decode TPOT at a rates profile (M/G/1 processor sharing, exact)",
