@@ -175,3 +175,29 @@ def test_cli_bad_method_is_one_line():
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: method = 'nope': must be one of")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("cluster", "axes", "message"), [
+    ("mono", {"num_gpus": 0}, "num_gpus = 0.0: must be a whole number >= 1"),
+    ("mono", {"num_gpus": [4, 2.5]}, "num_gpus = 2.5: must be a whole number >= 1"),
+    ("disagg", {"prefill_gpus": 0}, "prefill_gpus = 0.0: must be a whole number >= 1"),
+    ("disagg", {"prefill_gpus": 1.5}, "prefill_gpus = 1.5: must be a whole number >= 1"),
+    ("disagg", {"decode_gpus": 0}, "decode_gpus = 0.0: must be a whole number >= 1"),
+    ("disagg", {"decode_gpus": 1.5}, "decode_gpus = 1.5: must be a whole number >= 1"),
+    ("mono", {"arrival_rate_per_s": 0.0},
+     "arrival_rate_per_s = 0.0: must be a finite number > 0"),
+    ("mono", {"arrival_rate_per_s": [1.0, -1.0]},
+     "arrival_rate_per_s = -1.0: must be a finite number > 0"),
+    ("disagg", {"num_gpus": 4},
+     "num_gpus: only for a MonolithicCluster (use prefill_gpus, decode_gpus)"),
+    ("mono", {"prefill_gpus": 2}, "prefill_gpus / decode_gpus: only for a DisaggregatedCluster"),
+    ("neither", {}, "cluster = 'x': must be a MonolithicCluster or DisaggregatedCluster"),
+])
+def test_estimate_refuses_each_bad_axis_by_name_and_range(cluster, axes, message):
+    """Every grid axis of ``estimate`` checked before any work, one message naming the
+    field and its allowed range (issue 13: the mutation run found none of these read)."""
+    cfg = spec.default_config()
+    target = {"mono": cfg.cluster_mono, "disagg": cfg.cluster_disagg, "neither": "x"}[cluster]
+    with pytest.raises(ValueError) as err:
+        analytic.estimate(cfg.workload, target, **axes)
+    assert str(err.value) == message
