@@ -228,3 +228,45 @@ def test_disaggregated_quantiles_are_those_of_the_stated_two_wait_law(wait_law):
     for q in (0.9, 0.99):
         w_q = optimize.brentq(lambda y, q=q: sf(y) - (1 - q), 0.0, 1e4, xtol=1e-12)
         assert est.quantile(q) == pytest.approx(x + w_q, rel=5e-6), q
+
+
+def test_disaggregated_quantiles_are_those_of_the_residual_law_composed():
+    """The default wait law, composed as stated: fixed prompts make ``X`` one value ``x``,
+    so each TTFT quantile is ``x`` plus a quantile of ``W1 + W2`` with
+    ``P(W1 + W2 > y) = a(1-b) G1 + (1-a) b G2 + a b G12``, where ``G1`` is the prefill
+    pool's residual-law shape (its service the prompt law, its load, its 1 GPU), ``G2``
+    the decode pool's (the output law, its load, its 4 GPUs), each scaled to its
+    conditional mean, and ``G12`` the shape of their sum (analytic.residual's functions,
+    the building blocks; this test checks which block goes where and with what weight)."""
+    import numpy as np
+    from scipy import optimize
+
+    from analytic import residual
+
+    wl = spec.Workload(6.0, spec.TokenDist.fixed(1200), spec.TokenDist.lognormal(
+        math.log(150), 1.1))
+    cl = spec.DisaggregatedCluster(1, 4, 10_000.0, 1000.0)
+    est = analytic.estimate(wl, cl)  # wait_law residual, the default
+    a, b = float(est.delay_probability["prefill"]), float(est.delay_probability["decode"])
+    m1 = float(est.mean_wait_s["prefill"]) / a
+    m2 = float(est.mean_wait_s["decode"]) / b
+    assert 0.2 < a < 1 and 0.05 < b < 1  # both pools wait sometimes
+    row1 = residual.interpolated_shapes(((wl.prompt_tokens, 1.0),),
+                                        np.array([float(est.utilisation["prefill"])]),
+                                        residual.servers_to_residuals(np.array([1.0])))
+    row2 = residual.interpolated_shapes(((wl.output_tokens, 1.0),),
+                                        np.array([float(est.utilisation["decode"])]),
+                                        residual.servers_to_residuals(np.array([4.0])))
+    row12 = residual.sum_shape(row1, np.array([m1]), row2, np.array([m2]))
+
+    def g(row, scale, y):
+        return float(residual.shape_survival(np.array([[y]]), np.array([[scale]]), row)[0, 0])
+
+    def sf(y: float) -> float:
+        return (a * (1 - b) * g(row1, m1, y) + (1 - a) * b * g(row2, m2, y)
+                + a * b * g(row12, m1 + m2, y))
+
+    x = 1200 / 10_000.0 + 1 / 1000.0
+    for q in (0.9, 0.99):
+        w_q = optimize.brentq(lambda y, q=q: sf(y) - (1 - q), 0.0, 50.0, xtol=1e-12)
+        assert est.quantile(q) == pytest.approx(x + w_q, rel=1e-6), q
