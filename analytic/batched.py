@@ -32,6 +32,9 @@ from .queues import ArrayLike, _arr, _out
 CHAIN_MAX_STATES = 4000
 #: Stationary probability that the next batch lies beyond the chain's last state.
 CHAIN_TAIL = 1e-12
+#: A colocated cap (KV cache, max_num_seqs) binds where it lowers the stability limit by
+#: more than this share of compute's (see :func:`batched_estimate`).
+CAP_MARGIN = 0.01
 
 
 def prefill_affine(profile: Profile) -> tuple[float, float, float]:
@@ -450,6 +453,10 @@ def batched_estimate(workload, cluster, slo=None) -> dict[str, float | bool | st
     ``mean_tpot_s``, ``mean_e2e_s`` (``TTFT + (E[o] - 1) TPOT``: each later token takes
     one mean decode step, the same reading Little's law gives ``mean_batch``),
     ``stable``, ``stability_limit_rps`` (the largest stable total rate, by bisection),
+    ``binding`` (``KV memory`` or ``max_num_seqs`` where that cap's own limit,
+    ``limit_<bound>_rps``, is the lowest and more than :data:`CAP_MARGIN` below compute's,
+    else ``compute``: every cap is reached just below compute's limit, where the batch
+    grows without bound),
     ``kv_in_use_fraction``, ``mean_batch``, ``method``. Given ``slo`` (a
     :class:`spec.SLO`), the disaggregated form adds its SLO shares
     (:func:`analytic.batched_disagg.slo_attainment`).
@@ -480,14 +487,26 @@ def batched_estimate(workload, cluster, slo=None) -> dict[str, float | bool | st
     p, o = workload.prompt_tokens, workload.output_tokens
     lam = workload.arrival_rate_per_s / k
     ttft, tpot = colocated_prefill_priority(lam, p, o, prof, **limits)
-    lo = largest_rate(lambda r: math.isfinite(colocated_prefill_priority(r, p, o, prof,
-                                                                        **limits)[0]))
+
+    def finite(rate: float, **bound) -> bool:
+        return math.isfinite(colocated_prefill_priority(rate, p, o, prof, **bound)[0])
+
+    # each cap's limit on top of compute's (the fixed point), per instance. Every cap is
+    # reached just below compute's limit, where the batch grows without bound, so a cap
+    # binds only where it lowers the limit by more than CAP_MARGIN
+    alone = {"compute": largest_rate(finite)}
+    for name, key in (("KV memory", "kv_capacity_tokens"), ("max_num_seqs", "max_num_seqs")):
+        alone[name] = largest_rate(lambda r, key=key: finite(r, **{key: limits[key]}))
+    lo = min(alone.values())
+    caps = {b: v for b, v in alone.items() if v < alone["compute"] * (1.0 - CAP_MARGIN)}
+    binding = min(caps, key=caps.__getitem__) if caps else "compute"
     stable = math.isfinite(ttft)
     return {
         "method": "colocated_prefill_priority (Poisson rate/instances per instance)",
         "mean_ttft_s": ttft, "mean_tpot_s": tpot,
         "mean_e2e_s": ttft + (o.raw_moment(1) - 1.0) * tpot, "stable": stable,
-        "stability_limit_rps": lo * k,
+        "stability_limit_rps": lo * k, "binding": binding,
+        **{f"limit_{b.replace(' ', '_')}_rps": v * k for b, v in alone.items()},
         "kv_in_use_fraction": kv_tokens_in_use(lam, tpot, p, o) / inst.kv_tokens
         if stable else math.inf,
         "mean_batch": lam * (o.raw_moment(1) - 1.0) * tpot if stable else math.inf,

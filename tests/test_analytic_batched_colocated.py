@@ -149,6 +149,9 @@ def test_batched_estimate_against_the_simulation_and_its_kv_bound_limit():
     assert -0.13 < est["kv_in_use_fraction"] / s["kv_occupancy_colocated"] - 1 < -0.04
     limit = est["stability_limit_rps"]
     assert colocated_prefill_priority(limit / 2 * 1.01, PROMPT, OUTPUT, PROFILE)[0] < math.inf
+    # the KV cache binds: its own limit is the cluster's, below compute's and the batch cap's
+    assert est["binding"] == "KV memory" and est["limit_KV_memory_rps"] == limit
+    assert limit < est["limit_max_num_seqs_rps"] < est["limit_compute_rps"]
     for factor, expected in ((0.9, True), (1.1, False)):
         probe = _scenario(factor * limit, sim_seconds=8000.0, warmup_seconds=800.0,
                           replications=2)
@@ -167,3 +170,31 @@ def test_batched_estimate_refuses_what_it_does_not_cover(over, message):
     cfg = _scenario(2.0, **over)
     with pytest.raises(ValueError, match=message):
         batched_estimate(cfg.workload, cfg.clusters()[0])
+
+
+def test_the_colocated_binding_bound_is_the_one_with_the_lowest_limit():
+    """Without a cap that lowers it by more than 1 %, compute (the fixed point) binds
+    (every cap is reached just below compute's limit, where the batch diverges); a small
+    batch cap binds first; the limits are total rates over the instances."""
+    from dataclasses import replace
+
+    from analytic.batched import batched_estimate
+
+    cfg = _scenario(2.0)
+    roomy = replace(cfg.batched_mono, instance=replace(
+        cfg.batched_mono.instance, kv_capacity_tokens=10_000_000, max_num_seqs=100_000))
+    est = batched_estimate(cfg.workload, roomy)
+    assert est["binding"] == "compute"
+    for cap in ("limit_KV_memory_rps", "limit_max_num_seqs_rps"):
+        assert 0.99 * est["limit_compute_rps"] < est[cap] <= est["limit_compute_rps"]
+    assert est["stability_limit_rps"] == min(est["limit_KV_memory_rps"],
+                                             est["limit_max_num_seqs_rps"])
+    per_instance = est["limit_compute_rps"] / roomy.instances
+    assert math.isfinite(colocated_prefill_priority(0.99 * per_instance, PROMPT, OUTPUT,
+                                                    PROFILE)[0])
+    assert math.isinf(colocated_prefill_priority(1.01 * per_instance, PROMPT, OUTPUT,
+                                                 PROFILE)[0])
+    capped = replace(roomy, instance=replace(roomy.instance, max_num_seqs=8))
+    est = batched_estimate(cfg.workload, capped)
+    assert est["binding"] == "max_num_seqs"
+    assert est["stability_limit_rps"] < est["limit_compute_rps"]

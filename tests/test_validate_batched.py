@@ -117,7 +117,8 @@ def test_batched_rates_sweep_end_to_end(tmp_path):
     assert (over.verdict.sel(source=CLOSED_FORM) == VERDICTS["unstable"]).all()
     report = (folder / "report.md").read_text()
     assert report.startswith("# Batched serving validation")
-    assert "Where to trust closed_form: mono (closed-form limit 9.39 requests/s)" in report
+    assert ("Where to trust closed_form: mono (closed-form limit 9.39 requests/s, bound by "
+            "KV memory)") in report
     assert "Unstable (simulated backlog grows): disagg at 8." in report
     # its formulas are the batched model's (analytic.symbolic.BATCHED_FORMULAS)
     assert "**Batch-everything prefill instance, heavy-traffic closed form**" in report
