@@ -99,3 +99,51 @@ def test_every_gap_falls_in_a_bin_whose_middle_is_within_the_bound(gap):
     from simulation.batched import itl_bin, itl_bin_middle
 
     assert itl_bin_middle(itl_bin(gap)) == pytest.approx(gap, rel=HALF_BIN)
+
+
+def test_exact_sum_is_the_exact_rational_sum():
+    """Floats of every sign and of exponents from 2^-300 to 2^300, many sharing an
+    exponent (the int64 halves) and many not (the scaling): the sum equals Python's exact
+    ``Fraction`` sum, and pieces add up to the whole."""
+    from fractions import Fraction
+
+    from simulation.batched_metrics import exact_sum
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(5000) * 2.0 ** rng.integers(-300, 300, 5000)
+    x = np.concatenate([x, np.full(3000, 1.5), -np.full(7, 2.0**52 + 1.0), [0.0]])
+    exact = sum((Fraction(v) for v in x.tolist()), Fraction(0))
+    assert exact_sum(x) == exact
+    assert exact_sum(x[:1234]) + exact_sum(x[1234:]) == exact
+    assert exact_sum(np.array([0.0, -0.0])) == 0
+
+
+def test_every_per_request_statistic_is_its_records():
+    """A disaggregated run with preemptions (a small decode KV cache): the summary's
+    per-request statistics equal those of the records, computed here with numpy."""
+    from spec import BatchedDisaggregated
+
+    cfg = config_from_mapping({"arrival": {"rate_per_s": 30.0},
+                               "prompt_tokens": {"mode": "log", "mean": 4.0, "sigma": 0.5},
+                               "output_tokens": {"mode": "log", "mean": 3.0, "sigma": 0.8}})
+    req = generate_requests(cfg.workload, 60.0, np.random.SeedSequence(4))
+    cluster = BatchedDisaggregated(
+        prefill=instance(r_p=8000.0, policy="prefill_priority"),
+        decode=instance(r_d=900.0, kv=384, block_size=16), link_latency_s=0.002,
+        link_bandwidth_bytes_per_s=1e5)
+    window = (6.0, 60.0)
+    times, eng = simulate_batched(req, cluster, window)
+    s = summarise_batched(times, eng, window, (0.5, 0.9), SLO(ttft_s=0.05, tpot_s=0.004))
+    m = times.measured
+    ttft = (times.first_token_s - times.arrival_s)[m]
+    assert m.sum() > 1000 and times.preemptions[m].sum() > 0  # the case has preemptions
+    assert s["n_measured"] == m.sum()
+    assert s["std_ttft_s"] == pytest.approx(ttft.std(), rel=1e-12)
+    assert s["max_ttft_s"] == ttft.max()
+    assert s["mean_preemptions"] == pytest.approx(times.preemptions[m].mean(), rel=1e-12)
+    transfer = (times.transfer_end_s - times.transfer_start_s)[m]
+    assert s["mean_transfer_s"] == pytest.approx(transfer.mean(), rel=1e-12)
+    for q in (0.5, 0.9):
+        key = f"p{round(q * 100)}_ttft_s"
+        assert s[key] == pytest.approx(np.quantile(ttft, q), rel=1e-12), key
+    assert s["slo_attainment_ttft"] == pytest.approx(np.mean(ttft <= 0.05), rel=1e-12)
