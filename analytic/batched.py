@@ -442,6 +442,18 @@ def largest_rate(ok, start: float = 1.0, ceiling: float = 1e6, steps: int = 40) 
     return lo
 
 
+def poisson_arrivals(workload) -> None:
+    """Refuse arrivals the batched forms do not take: they are Poisson's (``gamma`` with
+    ``cv = 1`` is Poisson too: exponential gaps)."""
+    arrival = workload.arrival
+    if arrival.process == "poisson" or (arrival.process == "gamma" and arrival.cv == 1.0):
+        return
+    what = f"arrival.process = {arrival.process!r}" + (
+        f" with arrival.cv = {arrival.cv!r}" if arrival.process == "gamma" else "")
+    raise ValueError(f"{what}: the batched closed forms take Poisson arrivals so far "
+                     "(gamma with cv = 1)")
+
+
 def batched_estimate(workload, cluster, slo=None) -> dict[str, float | bool | str]:
     """The closed-form estimate of a batched cluster, where one exists (today: colocated
     ``prefill_priority`` instances with an affine profile and Poisson arrivals; a
@@ -468,9 +480,7 @@ def batched_estimate(workload, cluster, slo=None) -> dict[str, float | bool | st
     """
     from spec import BatchedColocated
 
-    if workload.arrival.process != "poisson":
-        raise ValueError(f"arrival.process = {workload.arrival.process!r}: the batched closed "
-                         "forms take Poisson arrivals so far")
+    poisson_arrivals(workload)
     if not isinstance(cluster, BatchedColocated):
         from .batched_disagg import disaggregated_estimate
 

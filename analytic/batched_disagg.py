@@ -516,9 +516,9 @@ def disaggregated_estimate(workload, cluster, slo=None
         Non-Poisson arrivals; chunked prefill instances; a profile without an affine
         prefill step (named).
     """
-    if workload.arrival.process != "poisson":
-        raise ValueError(f"arrival.process = {workload.arrival.process!r}: the batched closed "
-                         "forms take Poisson arrivals so far")
+    from .batched import poisson_arrivals
+
+    poisson_arrivals(workload)
     p, o = workload.prompt_tokens, workload.output_tokens
     est = disaggregated_batched(workload.arrival_rate_per_s, p, o, cluster, slo)
     limits = stability_limits(p, o, cluster)

@@ -468,15 +468,16 @@ def _trusted_loads(ds: xr.Dataset, st: xr.Dataset, method: str, stable: xr.DataA
         load = a.offered_load.values
         err = np.abs(a.rel_error.sel(source=method).transpose("point", "statistic").values)
         bad = np.array([np.any(row[np.isfinite(row)] > within) for row in err])
+        priced = np.isfinite(load) & np.array([np.isfinite(row).any() for row in err])
         order = np.argsort(load)
         upto = None
         for i in order:
-            if not ok[i]:
+            if not (ok[i] and priced[i]):  # unstable, or no closed form at this point
                 continue
             if bad[i]:
                 break
             upto = load[i]
-        first_bad = [load[i] for i in order if ok[i] and bad[i]]
+        first_bad = [load[i] for i in order if ok[i] and priced[i] and bad[i]]
         limits = np.atleast_1d(a["stability_limit_rps"].values) if "stability_limit_rps" \
             in a else np.array([])
         limits = limits[np.isfinite(limits)]
@@ -485,13 +486,19 @@ def _trusted_loads(ds: xr.Dataset, st: xr.Dataset, method: str, stable: xr.DataA
         binds = sorted({str(b) for b in np.atleast_1d(a["binding"].values) if str(b)}) \
             if "binding" in a else []
         bind = f", bound by {' or '.join(binds)}" if binds else ""
-        text = f"{arch} (closed-form limit {span} requests/s{bind}): "
-        if upto is None:
+        text = (f"{arch} (closed-form limit {span} requests/s{bind}): " if limits.size
+                else f"{arch}: ")
+        if not (ok & priced).any():
+            text += "no stable point it prices"
+        elif upto is None:
             text += f"beyond {within:.0%} already at the lightest stable point"
         else:
             text += f"within {within:.0%} up to offered load {upto:.2f}"
             if first_bad:
                 text += f", beyond it from {first_bad[0]:.2f}"
+        unpriced = int(np.sum(ok & ~priced))
+        if unpriced:
+            text += f" (no closed form at {unpriced} stable point{'s' * (unpriced > 1)})"
         parts.append(text)
     return f"Where to trust {method}: " + "; ".join(parts) + "."
 

@@ -429,7 +429,12 @@ def test_the_token_budget_excess_against_a_monte_carlo():
 @pytest.mark.parametrize(("make", "message"), [
     (lambda: batched_estimate(Workload(2.0, PROMPT, OUTPUT, ArrivalProcess("gamma", cv=2.0)),
                               cluster()),
-     "arrival.process = 'gamma': the batched closed forms take Poisson arrivals so far"),
+     "arrival.process = 'gamma' with arrival.cv = 2.0: the batched closed forms take "
+     "Poisson arrivals so far (gamma with cv = 1)"),
+    (lambda: batched_estimate(Workload(2.0, PROMPT, OUTPUT, ArrivalProcess("mmpp")),
+                              cluster()),
+     "arrival.process = 'mmpp': the batched closed forms take Poisson arrivals so far "
+     "(gamma with cv = 1)"),
     (lambda: batched_estimate(Workload(2.0, PROMPT, OUTPUT, ArrivalProcess()),
                               BatchedDisaggregated(prefill=Instance(profile=OPT),
                                                    decode=DECODE)),
@@ -442,3 +447,13 @@ def test_refusals_name_what_is_not_covered(make, message):
     with pytest.raises(ValueError) as err:
         make()
     assert str(err.value) == message
+
+
+def test_gamma_arrivals_of_cv_1_are_poisson_to_the_forms():
+    """Gamma gaps of ``cv = 1`` are exponential: the same process, the same numbers."""
+    from spec import SLO
+
+    est = {p: batched_estimate(Workload(3.0, PROMPT, OUTPUT, ArrivalProcess(p, cv=1.0)),
+                               c, SLO())
+           for p in ("poisson", "gamma") for c in (cluster(),)}
+    assert est["gamma"] == est["poisson"]

@@ -144,3 +144,16 @@ def test_batched_report_labels_each_statistic_with_its_unit(tmp_path):
     assert "<td>SLO attainment</td>" in page and "<td>0.9 [0.88, 0.92] 1</td>" in page
     assert "<td>n/a</td>" in page  # the closed form's missing attainment
     assert "Colocated vs disaggregated" in page
+
+
+def test_points_without_a_closed_form_are_counted_not_trusted():
+    """A batched sweep point the forms do not price (bursty arrivals): its load is NaN
+    and its values n/a; the headline counts it apart instead of reading a load of NaN."""
+    ds = batched_dataset()
+    ds["offered_load"].loc[{"arrival_rate_per_s": 2.0}] = np.nan
+    ds["value"].loc[{"arrival_rate_per_s": 2.0, "source": "good"}] = np.nan
+    ds["rel_error"].loc[{"arrival_rate_per_s": 2.0, "source": "good"}] = np.nan
+    line = next(h for h in headline(ds) if h.startswith("Where to trust good"))
+    assert line == ("Where to trust good: mono: within 10% up to offered load 0.30 (no closed "
+                    "form at 1 stable point); disagg: within 10% up to offered load 0.40 (no "
+                    "closed form at 1 stable point).")
