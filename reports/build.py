@@ -37,6 +37,8 @@ AXIS_LABELS = {
     "cluster_mono_prefill_tokens_per_s": "prefill speed (tokens/s)",
     "prompt_tokens_sigma": "prompt sigma of log tokens (1)",
     "output_tokens_sigma": "output sigma of log tokens (1)",
+    "kv_capacity_tokens": "KV cache per instance (tokens)",
+    "arrival_cv": "arrival gaps' coefficient of variation (1)",
 }
 REGIONS = (("rho < 0.5", 0.0, 0.5), ("0.5 <= rho < 0.8", 0.5, 0.8),
            ("0.8 <= rho < 1", 0.8, 1.0))

@@ -29,6 +29,8 @@ DIM_NAMES = {
     "validation.prefill_gpus": "prefill_gpus",
     "validation.rate_per_gpu": "rate_per_gpu",
     "validation.prefill_share": "prefill_share",
+    "batched_mono.instance.kv_capacity_tokens": "kv_capacity_tokens",
+    "arrival.cv": "arrival_cv",
 }
 
 
