@@ -39,6 +39,7 @@ AXIS_LABELS = {
     "output_tokens_sigma": "output sigma of log tokens (1)",
     "kv_capacity_tokens": "KV cache per instance (tokens)",
     "arrival_cv": "arrival gaps' coefficient of variation (1)",
+    "token_budget": "chunked prefill's token budget per step (tokens)",
 }
 REGIONS = (("rho < 0.5", 0.0, 0.5), ("0.5 <= rho < 0.8", 0.5, 0.8),
            ("0.8 <= rho < 1", 0.8, 1.0))
@@ -490,16 +491,16 @@ def _trusted_loads(ds: xr.Dataset, st: xr.Dataset, method: str, stable: xr.DataA
         bind = f", bound by {' or '.join(binds)}" if binds else ""
         text = (f"{arch} (closed-form limit {span} requests/s{bind}): " if limits.size
                 else f"{arch}: ")
+        unpriced = int(np.sum(ok & ~priced))
         if not (ok & priced).any():
-            text += "no stable point it prices"
+            text += f"no closed form at its {unpriced} stable point{'s' * (unpriced != 1)}"
         elif upto is None:
             text += f"beyond {within:.0%} already at the lightest stable point"
         else:
             text += f"within {within:.0%} up to offered load {upto:.2f}"
             if first_bad:
                 text += f", beyond it from {first_bad[0]:.2f}"
-        unpriced = int(np.sum(ok & ~priced))
-        if unpriced:
+        if unpriced and (ok & priced).any():
             text += f" (no closed form at {unpriced} stable point{'s' * (unpriced > 1)})"
         parts.append(text)
     return f"Where to trust {method}: " + "; ".join(parts) + "."

@@ -31,6 +31,7 @@ DIM_NAMES = {
     "validation.prefill_share": "prefill_share",
     "batched_mono.instance.kv_capacity_tokens": "kv_capacity_tokens",
     "arrival.cv": "arrival_cv",
+    "batched_mono.instance.max_num_batched_tokens": "token_budget",
 }
 
 
