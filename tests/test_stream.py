@@ -101,6 +101,7 @@ def test_large_draws_work_in_a_forked_child():
     a child forked after the parent used it (``multiprocessing`` on Linux, mutmut) must
     make its own instead of waiting for ever on the parent's executor."""
     import multiprocessing
+    import warnings
 
     from simulation.requests import PARALLEL_FROM, draw_tokens, request_streams
     from spec import default_config
@@ -110,7 +111,9 @@ def test_large_draws_work_in_a_forked_child():
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_draw_in_child, args=(queue,))
-    child.start()
+    with warnings.catch_warnings():  # Python 3.12+ warns of fork in a threaded process:
+        warnings.simplefilter("ignore", DeprecationWarning)  # that is what is tested
+        child.start()
     child.join(60)
     hung = child.is_alive()
     if hung:
