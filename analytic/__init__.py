@@ -88,15 +88,16 @@ from .batched import (  # noqa: E402
     prefill_cost_central3,
     prefill_cost_laplace,
     prefill_cost_moments,
+    prefill_costs,
 )
 from .batched_disagg import (  # noqa: E402
     disaggregated_batched,
     stability_limits,
-    ttft_quantiles,
+    ttft_law,
 )
 
 __all__ += ["batch_prefill_capacity", "batch_prefill_chain_ttft", "batch_prefill_random_ttft",
             "batch_prefill_ttft", "batch_prefill_ttft_moment2", "batched_estimate",
             "colocated_prefill_priority", "disaggregated_batched", "prefill_affine",
             "prefill_cost_central3", "prefill_cost_laplace", "prefill_cost_moments",
-            "stability_limits", "ttft_quantiles"]
+            "prefill_costs", "stability_limits", "ttft_law"]

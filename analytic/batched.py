@@ -63,13 +63,19 @@ def prefill_cost_moments(b: float, c: float, prompt: TokenDist) -> tuple[float, 
     return b * m[0] + c * m[1], b * b * m[1] + 2 * b * c * m[2] + c * c * m[3]
 
 
-def prefill_cost_central3(b: float, c: float, prompt: TokenDist) -> float:
-    """``E[(beta - E[beta])^3]`` of ``beta(L) = b L + c L^2`` under the exact prompt law
-    (its pmf, so a ``max_value`` cut counts as in :func:`prefill_cost_laplace`)."""
+def prefill_costs(b: float, c: float, prompt: TokenDist
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(L, beta(L), P(L))`` over the prompt law's support, ``beta(L) = b L + c L^2``:
+    its exact pmf, normalised (a ``max_value`` cut's atom included)."""
     values, probs = prompt.pmf()
     v = values.astype(float)
-    beta = b * v + c * v * v
-    w = probs / probs.sum()
+    return v, b * v + c * v * v, probs / probs.sum()
+
+
+def prefill_cost_central3(b: float, c: float, prompt: TokenDist) -> float:
+    """``E[(beta - E[beta])^3]`` of ``beta(L) = b L + c L^2`` under the exact prompt law
+    (:func:`prefill_costs`)."""
+    _, beta, w = prefill_costs(b, c, prompt)
     return float(((beta - beta @ w) ** 3) @ w)
 
 
@@ -125,10 +131,10 @@ def batch_prefill_capacity(mean_cost_s: ArrayLike) -> float | np.ndarray:
 
 
 def prefill_cost_laplace(lam: float, b: float, c: float, prompt: TokenDist) -> float:
-    """``E[exp(-lam beta(L))]``, ``beta(L) = b L + c L^2``, from the exact prompt law."""
-    values, probs = prompt.pmf()
-    v = values.astype(float)
-    return float(np.exp(-lam * (b * v + c * v * v)) @ probs / probs.sum())
+    """``E[exp(-lam beta(L))]``, ``beta(L) = b L + c L^2``, from the exact prompt law
+    (:func:`prefill_costs`)."""
+    _, beta, w = prefill_costs(b, c, prompt)
+    return float(np.exp(-lam * beta) @ w)
 
 
 def _arrivals_pmf(lam: float, a: float, e1: float, var: float, x: np.ndarray,

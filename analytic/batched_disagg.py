@@ -44,10 +44,13 @@ from spec import Profile, TokenDist
 from .batched import (
     batch_prefill_random_ttft,
     batch_prefill_ttft_moment2,
+    largest_rate,
+    poisson_arrivals,
     prefill_affine,
     prefill_cost_central3,
     prefill_cost_laplace,
     prefill_cost_moments,
+    prefill_costs,
 )
 from .queues import erlang_c
 
@@ -247,6 +250,7 @@ class _Parts:
     transfer_s: float
     pool: DecodePool
     kv_tokens: float
+    table: np.ndarray  # the decode pool's step time by batch size
 
 
 def _parts(rate: float, prompt: TokenDist, output: TokenDist, cluster) -> _Parts:
@@ -268,8 +272,9 @@ def _parts(rate: float, prompt: TokenDist, output: TokenDist, cluster) -> _Parts
             and math.isfinite(prefill_s):
         prefill_s, m2 = least_outstanding_prefill(prefill_s, m2, pi, lam_p, a, e1, e2,
                                                   cluster.prefill_instances)
-    pool, kv = _decode_side(rate, prompt, output, cluster)
-    return _Parts(prefill_s, m2, pi, cluster.transfer_s(prompt.raw_moment(1)), pool, kv)
+    pool, kv, table = _decode_side(rate, prompt, output, cluster)
+    return _Parts(prefill_s, m2, pi, cluster.transfer_s(prompt.raw_moment(1)), pool, kv,
+                  table)
 
 
 def least_outstanding_prefill(mean_s: float, m2_s2: float, batch_law: np.ndarray,
@@ -305,17 +310,18 @@ def least_outstanding_prefill(mean_s: float, m2_s2: float, batch_law: np.ndarray
 
 
 def _decode_side(rate: float, prompt: TokenDist, output: TokenDist, cluster
-                 ) -> tuple[DecodePool, float]:
-    """A decode instance's pool at total ``rate`` and its mean KV tokens in use: the
-    prompt's blocks are reserved from the transfer's start, one more token a step
-    (Little's law over the request's time there)."""
+                 ) -> tuple[DecodePool, float, np.ndarray]:
+    """A decode instance's pool at total ``rate``, its mean KV tokens in use (the
+    prompt's blocks are reserved from the transfer's start, one more token a step:
+    Little's law over the request's time there) and its step table."""
     lam_d = rate / cluster.decode_instances
     load = decode_load(prompt, output, cluster.first_token)
-    pool = decode_pool(lam_d, load, _table(cluster.decode.step_profile, load.context_mean))
+    table = _table(cluster.decode.step_profile, load.context_mean)
+    pool = decode_pool(lam_d, load, table)
     transfer_s = cluster.transfer_s(prompt.raw_moment(1))
     kv = lam_d * ((transfer_s + pool.boundary_wait_s) * prompt.raw_moment(1)
                   + pool.tpot_s * load.kv_token_steps)
-    return pool, kv
+    return pool, kv, table
 
 
 @lru_cache(maxsize=64)
@@ -343,38 +349,44 @@ def _bound(parts: _Parts, prompt: TokenDist, cluster) -> str | None:
     return None
 
 
-def _ttft_law(parts: _Parts, ttft_mean_s: float, prompt: TokenDist, cluster):
-    """``(g, w, mean_w, var_w)`` of :func:`ttft_quantiles`'s ``T = W + g(L)``: the own
+@dataclass(frozen=True)
+class TTFTLaw:
+    """The disaggregated form's TTFT law ``T = W + g(L)`` (:func:`ttft_law`): the own
     prompt's cost ``g`` at each prompt length, their probabilities ``w``, and the gamma
-    part's mean and variance."""
-    _, b, c = prefill_affine(cluster.prefill.step_profile)
-    values, p_l = prompt.pmf()
-    v = values.astype(float)
-    w = p_l / p_l.sum()
-    beta = b * v + c * v * v
-    g = beta.copy()
-    var_w = parts.prefill_m2_s2 - parts.prefill_s ** 2 - float(((beta - beta @ w) ** 2) @ w)
-    if cluster.first_token == "decode":
-        g += (cluster.transfer_s(1.0) - cluster.transfer_s(0.0)) * v
-        var_w += parts.pool.boundary_wait_s ** 2 / 3.0
-    return g, w, ttft_mean_s - float(g @ w), max(var_w, 0.0)
+    part ``W``'s mean and variance."""
+
+    g: np.ndarray
+    w: np.ndarray
+    mean_w: float
+    var_w: float
+
+    def cdf(self, t) -> np.ndarray:
+        """``P(T <= t)`` for each ``t``: ``sum_l P(L = l) F_W(t - g(l))``."""
+        x = np.asarray(t, dtype=float)[:, None] - self.g[None, :]
+        if self.var_w <= 0.0 or self.mean_w <= 0.0:
+            f = (x >= self.mean_w).astype(float)
+        else:  # the gamma cdf as the regularised incomplete gamma function
+            f = special.gammainc(self.mean_w ** 2 / self.var_w,
+                                 np.maximum(x, 0.0) * (self.mean_w / self.var_w))
+        return f @ self.w
+
+    def quantiles(self, probs) -> np.ndarray:
+        """The ``probs`` quantiles (s), by bisection to 2^-60 of the bracket."""
+        probs = np.atleast_1d(np.asarray(probs, dtype=float))
+        lo = np.full(probs.shape, float(self.g.min()))
+        hi = np.full(probs.shape, float(self.g.max()) + max(self.mean_w, 0.0)
+                     + 60.0 * math.sqrt(self.var_w) + 1e-9)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            below = self.cdf(mid) < probs
+            lo = np.where(below, mid, lo)
+            hi = np.where(below, hi, mid)
+        return hi
 
 
-def _law_cdf(law, t: np.ndarray) -> np.ndarray:
-    """``P(T <= t)`` under :func:`_ttft_law`'s law, for each ``t``."""
-    g, w, mean_w, var_w = law
-    x = np.asarray(t, dtype=float)[:, None] - g[None, :]
-    if var_w <= 0.0 or mean_w <= 0.0:
-        f = (x >= mean_w).astype(float)
-    else:  # the gamma cdf as the regularised incomplete gamma function
-        f = special.gammainc(mean_w * mean_w / var_w, np.maximum(x, 0.0) * (mean_w / var_w))
-    return f @ w
-
-
-def ttft_quantiles(parts: _Parts, ttft_mean_s: float, prompt: TokenDist, cluster,
-                   probs) -> np.ndarray:
-    r"""TTFT quantiles (s) of the disaggregated form: ``T = W + g(L)``, the request's own
-    prompt ``L`` exactly and the rest ``W`` as a gamma law.
+def ttft_law(parts: _Parts, ttft_mean_s: float, prompt: TokenDist, cluster) -> TTFTLaw:
+    r"""The disaggregated form's TTFT law (a finite mean): ``T = W + g(L)``, the request's
+    own prompt ``L`` exactly and the rest ``W`` as a gamma law.
 
     ``g(L)`` is what the request's own prompt costs it: its prefill cost
     :math:`\beta(L) = bL + cL^2`, plus with ``first_token: decode`` its transfer
@@ -385,47 +397,34 @@ def ttft_quantiles(parts: _Parts, ttft_mean_s: float, prompt: TokenDist, cluster
     :math:`\mathrm{Var}\,T_p - \mathrm{Var}\,\beta + \bar w^2/3`, where :math:`T_p`'s
     second moment is :func:`analytic.batched.batch_prefill_ttft_moment2` and the boundary
     wait (mean :math:`\bar w`) is uniform over a step; then
-    :math:`P(T \le t) = \sum_l P(L = l)\,F_W(t - g(l))`, solved by bisection. This
-    toolkit's construction; measured against the simulation in ``docs/batched.md``.
+    :math:`P(T \le t) = \sum_l P(L = l)\,F_W(t - g(l))`. This toolkit's construction;
+    measured against the simulation in ``docs/batched.md``.
     """
-    probs = np.atleast_1d(np.asarray(probs, dtype=float))
-    if not math.isfinite(ttft_mean_s):
-        return np.full(probs.shape, math.inf)
-    law = _ttft_law(parts, ttft_mean_s, prompt, cluster)
-    g, _, mean_w, var_w = law
-    lo = np.full(probs.shape, float(g.min()))
-    hi = np.full(probs.shape, float(g.max()) + max(mean_w, 0.0)
-                 + 60.0 * math.sqrt(var_w) + 1e-9)
-    for _ in range(60):  # bisection to 2^-60 of the bracket
-        mid = 0.5 * (lo + hi)
-        below = _law_cdf(law, mid) < probs
-        lo = np.where(below, mid, lo)
-        hi = np.where(below, hi, mid)
-    return hi
+    _, b, c = prefill_affine(cluster.prefill.step_profile)
+    v, beta, w = prefill_costs(b, c, prompt)
+    g = beta.copy()
+    var_w = parts.prefill_m2_s2 - parts.prefill_s ** 2 - float(((beta - beta @ w) ** 2) @ w)
+    if cluster.first_token == "decode":
+        g += (cluster.transfer_s(1.0) - cluster.transfer_s(0.0)) * v
+        var_w += parts.pool.boundary_wait_s ** 2 / 3.0
+    return TTFTLaw(g, w, ttft_mean_s - float(g @ w), max(var_w, 0.0))
 
 
-def slo_attainment(parts: _Parts, ttft_mean_s: float, prompt: TokenDist,
-                   output: TokenDist, cluster, slo) -> dict[str, float]:
-    """The shares of requests meeting ``slo.ttft_s`` (the TTFT law of
-    :func:`ttft_quantiles`), ``slo.tpot_s`` and both.
+def slo_attainment(law: TTFTLaw, parts: _Parts, cluster, slo) -> dict[str, float]:
+    """The shares of requests meeting ``slo.ttft_s`` (by the TTFT ``law``),
+    ``slo.tpot_s`` and both.
 
     The TPOT law is not modelled yet: with ``first_token: decode`` a request's TPOT is a
     mean of its decode steps, none longer than the step of the largest batch the decode
     pool's law reaches (``P(tau(N) > bound) <= 1e-6``), so the TPOT bound is met by every
     request where that step is within it (share 1, and both = the TTFT share); elsewhere
     the TPOT and joint shares are NaN (unknown, never guessed)."""
-    if not math.isfinite(ttft_mean_s):
-        return {"slo_attainment_ttft": 0.0, "slo_attainment_tpot": math.nan,
-                "slo_attainment": 0.0}
-    ttft = float(_law_cdf(_ttft_law(parts, ttft_mean_s, prompt, cluster),
-                          np.array([slo.ttft_s]))[0])
+    ttft = float(law.cdf(np.array([slo.ttft_s]))[0])
     tpot = math.nan
     if cluster.first_token == "decode":
-        table = _table(cluster.decode.step_profile,
-                       decode_load(prompt, output, "decode").context_mean)
         pmf, beyond = batch_law(parts.pool.mean_batch, parts.pool.batch_variance,
-                                len(table))
-        slow = float(pmf[table > slo.tpot_s].sum()) + beyond
+                                len(parts.table))
+        slow = float(pmf[parts.table > slo.tpot_s].sum()) + beyond
         tpot = 1.0 if slow <= 1e-6 else math.nan
     return {"slo_attainment_ttft": ttft, "slo_attainment_tpot": tpot,
             "slo_attainment": ttft * tpot if tpot == 1.0 else math.nan}
@@ -440,7 +439,7 @@ def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenD
     split). See the module's docstring for the three parts.
 
     Returns a dict: ``mean_ttft_s``, ``p50_ttft_s``, ``p90_ttft_s``, ``p99_ttft_s``
-    (:func:`ttft_quantiles`), ``mean_tpot_s``, ``mean_e2e_s``; given a
+    (:func:`ttft_law`), ``mean_tpot_s``, ``mean_e2e_s``; given a
     :class:`spec.SLO`, ``slo_attainment_ttft``, ``slo_attainment_tpot`` and
     ``slo_attainment`` (:func:`slo_attainment`); the parts
     ``mean_prefill_ttft_s`` (arrival to prefill's end), ``mean_transfer_s``,
@@ -473,9 +472,9 @@ def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenD
         values, probs = output.pmf()
         p_more = float(probs[values >= 2].sum() / probs.sum())
         e2e = parts.prefill_s + p_more * (transfer_s + wait) + steps_after_first * pool.tpot_s
-    q = ttft_quantiles(parts, ttft, prompt, cluster, TTFT_PERCENTILES)
-    pct = dict(zip(pct, (float(v) for v in q), strict=True))
-    shares = slo_attainment(parts, ttft, prompt, output, cluster, slo) if slo else {}
+    law = ttft_law(parts, ttft, prompt, cluster)
+    pct = dict(zip(pct, (float(v) for v in law.quantiles(TTFT_PERCENTILES)), strict=True))
+    shares = slo_attainment(law, parts, cluster, slo) if slo else {}
     return dict(out, mean_ttft_s=ttft, **pct, mean_tpot_s=tpot, mean_e2e_s=e2e, **shares)
 
 
@@ -486,13 +485,11 @@ def stability_limits(prompt: TokenDist, output: TokenDist, cluster) -> dict[str,
     ``decode max_num_seqs`` (where the mean KV in use or the mean batch reaches the
     instance's), the last three by bisection. The link never binds: transfers run side
     by side in this model. The smallest is the cluster's limit."""
-    from .batched import largest_rate
-
     _, b, c = prefill_affine(cluster.prefill.step_profile)
     e1, _ = prefill_cost_moments(b, c, prompt)
     dec = cluster.decode
 
-    def side(rate: float) -> tuple[DecodePool, float]:
+    def side(rate: float) -> tuple[DecodePool, float, np.ndarray]:
         return _decode_side(rate, prompt, output, cluster)
 
     return {
@@ -516,8 +513,6 @@ def disaggregated_estimate(workload, cluster, slo=None
         Non-Poisson arrivals; chunked prefill instances; a profile without an affine
         prefill step (named).
     """
-    from .batched import poisson_arrivals
-
     poisson_arrivals(workload)
     p, o = workload.prompt_tokens, workload.output_tokens
     est = disaggregated_batched(workload.arrival_rate_per_s, p, o, cluster, slo)
