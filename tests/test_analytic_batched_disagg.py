@@ -457,3 +457,30 @@ def test_gamma_arrivals_of_cv_1_are_poisson_to_the_forms():
                                c, SLO())
            for p in ("poisson", "gamma") for c in (cluster(),)}
     assert est["gamma"] == est["poisson"]
+
+
+def test_the_ttft_law_is_assembled_as_stated():
+    """``T = W + g(L)``: ``g`` the own prompt's prefill cost plus its transfer
+    (``first_token: decode``; the cost alone with ``prefill``); ``W`` of mean
+    ``E[T] - E[g]`` and variance ``Var T_p - Var beta + w^2 / 3`` (``w`` the mean
+    boundary wait, uniform over a step), each part recomputed here from its source."""
+    from analytic.batched_disagg import _parts, ttft_law
+
+    a, b, c = PROFILE.coeffs[:3]
+    values, probs = PROMPT.pmf()
+    v, p = values.astype(float), probs / probs.sum()
+    beta = b * v + c * v * v
+    var_beta = float(((beta - beta @ p) ** 2) @ p)
+    for first_token in ("decode", "prefill"):
+        cl = cluster(1, 1, first_token)
+        parts = _parts(3.0, PROMPT, OUTPUT, cl)
+        mean = disaggregated_batched(3.0, PROMPT, OUTPUT, cl)["mean_ttft_s"]
+        law = ttft_law(parts, mean, PROMPT, cl)
+        per_token = DECODE.step_profile.kv_bytes_per_token / cl.link_bandwidth_bytes_per_s
+        g = beta + (per_token * v if first_token == "decode" else 0.0)
+        np.testing.assert_allclose(law.g, g, rtol=1e-12)
+        assert law.mean_w == pytest.approx(mean - g @ p, rel=1e-12)
+        wait = parts.pool.boundary_wait_s if first_token == "decode" else 0.0
+        assert law.var_w == pytest.approx(
+            parts.prefill_m2_s2 - parts.prefill_s**2 - var_beta + wait**2 / 3, rel=1e-12)
+        assert law.cdf(np.array([law.quantiles(0.9)[0]]))[0] == pytest.approx(0.9, abs=1e-9)
