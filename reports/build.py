@@ -435,7 +435,7 @@ def headline(ds: xr.Dataset) -> list[str]:
                        f"{per_stat(worst[best])}; below offered load 0.8: "
                        f"{per_stat(light[best])}.")
         if _batched(ds):
-            out.append(_trusted_loads(ds, st, best, stable))
+            out.append(_trusted_loads(ds, st, best))
         default = ds.attrs.get("default_method")
         if default in methods and default != best:
             out.append(f"The default method, {default}: {per_stat(worst[default])}.")
@@ -450,16 +450,15 @@ def headline(ds: xr.Dataset) -> list[str]:
         if _batched(ds):
             compared += [(k, k == "slo_attainment") for k in ("mean_tpot_s", "slo_attainment")
                          if k in names]
-        for stat, higher in compared:
-            sentence, unst = _architecture_wins(ds, st, labels, stat, higher)
-            if sentence:
-                out.append(sentence)
-        if unst:
-            out.append(f"{_unstable_label(ds).capitalize()}: " + "; ".join(unst) + ".")
+        out += [s for stat, higher in compared
+                if (s := _architecture_wins(ds, st, labels, stat, higher))]
+        unstable = _unstable_points(ds, st, labels)
+        if unstable:
+            out.append(f"{_unstable_label(ds).capitalize()}: " + "; ".join(unstable) + ".")
     return out
 
 
-def _trusted_loads(ds: xr.Dataset, st: xr.Dataset, method: str, stable: xr.DataArray,
+def _trusted_loads(ds: xr.Dataset, st: xr.Dataset, method: str,
                    within: float = 0.10) -> str:
     """Per architecture, the offered load up to which every statistic ``method`` gives is
     within ``within`` of the simulation's mean at every stable point (batched datasets:
@@ -506,15 +505,27 @@ def _trusted_loads(ds: xr.Dataset, st: xr.Dataset, method: str, stable: xr.DataA
     return f"Where to trust {method}: " + "; ".join(parts) + "."
 
 
+def _unstable_points(ds: xr.Dataset, st: xr.Dataset, labels: list[str]) -> list[str]:
+    """``"<architecture> at <point>"`` (or ``"both at ..."``) wherever one is unstable."""
+    a0, a1 = (str(a) for a in ds.architecture.values)
+    out = []
+    for p, lab in enumerate(labels):
+        ok = {a: bool(st.isel(point=p).stable.sel(architecture=a) == 1) for a in (a0, a1)}
+        if not (ok[a0] or ok[a1]):
+            out.append(f"both at {lab}")
+        elif ok[a0] != ok[a1]:
+            out.append(f"{a1 if ok[a0] else a0} at {lab}")
+    return out
+
+
 def _architecture_wins(ds: xr.Dataset, st: xr.Dataset, labels: list[str], stat: str,
-                       higher: bool) -> tuple[str, list[str]]:
+                       higher: bool) -> str:
     """Which architecture's simulated ``stat`` is better (lower, or ``higher``) where,
-    counted only where the two CIs are apart, by what ratio; and where either is
-    unstable (the other then wins outright)."""
+    counted only where the two CIs are apart, by what ratio (an architecture stable
+    where the other is not wins outright); "" where no point compares."""
     a0, a1 = (str(a) for a in ds.architecture.values)
     conf = float(ds.attrs.get("confidence", 0.95))
     wins: dict[str, list[tuple[str, float]]] = {a0: [], a1: [], "tie": []}
-    unst: list[str] = []
     for p, lab in enumerate(labels):
         d = st.isel(point=p)
         ok = {a: bool(d.stable.sel(architecture=a) == 1) for a in (a0, a1)}
@@ -525,11 +536,9 @@ def _architecture_wins(ds: xr.Dataset, st: xr.Dataset, labels: list[str], stat: 
         if not all(np.isfinite(list(m.values()))):
             continue
         if ok[a0] != ok[a1]:
-            win, lose = (a0, a1) if ok[a0] else (a1, a0)
-            wins[win].append((lab, np.inf))
-            unst.append(f"{lose} at {lab}")
+            wins[a0 if ok[a0] else a1].append((lab, np.inf))
         elif not ok[a0]:
-            unst.append(f"both at {lab}")
+            continue
         elif hi[a0] < lo[a1] or hi[a1] < lo[a0]:
             low, high = (a0, a1) if hi[a0] < lo[a1] else (a1, a0)
             wins[high if higher else low].append((lab, m[high] / m[low]))
@@ -549,10 +558,9 @@ def _architecture_wins(ds: xr.Dataset, st: xr.Dataset, labels: list[str], stat: 
         parts.append(f"neither at {len(wins['tie'])} (their {conf:.0%} CIs overlap: "
                      f"{_ranges([lab for lab, _ in wins['tie']])})")
     name = stat_labels(ds)[stat][0]
-    sentence = (f"Architectures, by simulated {name} over {axis} ({conf:.0%} CIs apart): "
-                f"{'higher' if higher else 'lower'} for " + "; ".join(parts) + ".") \
+    return (f"Architectures, by simulated {name} over {axis} ({conf:.0%} CIs apart): "
+            f"{'higher' if higher else 'lower'} for " + "; ".join(parts) + ".") \
         if parts else ""
-    return sentence, unst
 
 
 def _cell(text: str) -> str:
