@@ -30,20 +30,39 @@ from .combine import DATASET, ERROR, RESULT, coords_of, write_dataset, write_jso
 from .point import Thresholds, format_table, run_point
 
 
-def _apply_budget(cfg: DictConfig) -> DictConfig:
-    """Turn ``validation.total_gpus`` / ``prefill_gpus`` / ``rate_per_gpu`` into clusters."""
-    v = cfg.validation
+def _budget_total(v: DictConfig, unit: str) -> int | None:
+    """``validation.total_gpus`` checked with the settings that go with it (``None``: no
+    budget, and then neither ``prefill_gpus`` nor ``rate_per_gpu`` may be given)."""
     if v.total_gpus is None:
         for key in ("prefill_gpus", "rate_per_gpu"):
             if v[key] is not None:
                 raise ValueError(f"validation.{key} = {v[key]!r}: needs validation.total_gpus")
-        return cfg
-    total = int(v.total_gpus)
-    if total < 2:
-        raise ValueError(f"validation.total_gpus = {total}: must be a whole number >= 2 "
-                         "(the disaggregated cluster needs a prefill and a decode GPU)")
+        return None
+    total = v.total_gpus
+    if not (isinstance(total, int) and total >= 2):
+        raise ValueError(f"validation.total_gpus = {total!r}: must be a whole number >= 2 "
+                         f"(the disaggregated cluster needs a prefill and a decode {unit})")
     if not (0.0 < v.prefill_share < 1.0):
         raise ValueError(f"validation.prefill_share = {v.prefill_share!r}: must be in (0, 1)")
+    if v.rate_per_gpu is not None and not (isinstance(v.rate_per_gpu, int | float)
+                                           and v.rate_per_gpu > 0):
+        raise ValueError(f"validation.rate_per_gpu = {v.rate_per_gpu!r}: must be > 0")
+    return total
+
+
+def _budget_rate(out: DictConfig, v: DictConfig, total: int) -> DictConfig:
+    """``arrival.rate_per_s = rate_per_gpu * total_gpus`` where ``rate_per_gpu`` is given."""
+    if v.rate_per_gpu is not None:
+        out.arrival.rate_per_s = float(v.rate_per_gpu) * total
+    return out
+
+
+def _apply_budget(cfg: DictConfig) -> DictConfig:
+    """Turn ``validation.total_gpus`` / ``prefill_gpus`` / ``rate_per_gpu`` into clusters."""
+    v = cfg.validation
+    total = _budget_total(v, "GPU")
+    if total is None:
+        return cfg
     prefill = v.prefill_gpus if v.prefill_gpus is not None else \
         min(total - 1, max(1, round(total * v.prefill_share)))
     if not 1 <= prefill <= total - 1:
@@ -53,30 +72,21 @@ def _apply_budget(cfg: DictConfig) -> DictConfig:
     out.cluster_mono.num_gpus = total
     out.cluster_disagg.prefill_gpus = int(prefill)
     out.cluster_disagg.decode_gpus = total - int(prefill)
-    if v.rate_per_gpu is not None:
-        if not (isinstance(v.rate_per_gpu, (int, float)) and v.rate_per_gpu > 0):
-            raise ValueError(f"validation.rate_per_gpu = {v.rate_per_gpu!r}: must be > 0")
-        out.arrival.rate_per_s = float(v.rate_per_gpu) * total
-    return out
+    return _budget_rate(out, v, total)
 
 
-def _batched_budget(point: DictConfig, config: SimConfig) -> DictConfig:
-    """``validation.total_gpus`` (with ``prefill_gpus`` or ``prefill_share``, and
-    ``rate_per_gpu``) for the batched clusters: the colocated cluster gets every GPU as
-    instances of its ``tp``; the disaggregated one splits them into prefill and decode
-    instances of their own ``tp``. Refuses a budget the instances do not divide."""
+def _batched_budget(point: DictConfig, config: SimConfig, total: int) -> DictConfig:
+    """A GPU budget of ``total`` (:func:`_budget_total`; with ``prefill_gpus`` or
+    ``prefill_share``, and ``rate_per_gpu``) for the batched clusters: the colocated
+    cluster gets every GPU as instances of its ``tp``; the disaggregated one splits them
+    into prefill and decode instances of their own ``tp``. Refuses a budget the
+    instances do not divide."""
     v = point.validation
     mono, disagg = config.batched_mono, config.batched_disagg
-    total = v.total_gpus
-    if not (isinstance(total, int) and total >= 2):
-        raise ValueError(f"validation.total_gpus = {total!r}: must be a whole number >= 2 "
-                         "(the disaggregated cluster needs a prefill and a decode instance)")
     tp_mono, tp_pre, tp_dec = mono.instance.tp, disagg.prefill.tp, disagg.decode.tp
     if total % tp_mono:
         raise ValueError(f"validation.total_gpus = {total}: must be a multiple of the "
                          f"colocated instance's tp = {tp_mono}")
-    if not (0.0 < v.prefill_share < 1.0):
-        raise ValueError(f"validation.prefill_share = {v.prefill_share!r}: must be in (0, 1)")
     prefill = v.prefill_gpus if v.prefill_gpus is not None else \
         tp_pre * max(1, round(total * v.prefill_share / tp_pre))
     decode = total - prefill if isinstance(prefill, int) else -1
@@ -90,11 +100,7 @@ def _batched_budget(point: DictConfig, config: SimConfig) -> DictConfig:
     out.batched_mono.instances = total // tp_mono
     out.batched_disagg.prefill_instances = prefill // tp_pre
     out.batched_disagg.decode_instances = decode // tp_dec
-    if v.rate_per_gpu is not None:
-        if not (isinstance(v.rate_per_gpu, (int, float)) and v.rate_per_gpu > 0):
-            raise ValueError(f"validation.rate_per_gpu = {v.rate_per_gpu!r}: must be > 0")
-        out.arrival.rate_per_s = float(v.rate_per_gpu) * total
-    return out
+    return _budget_rate(out, v, total)
 
 
 def build_point(cfg: DictConfig,
@@ -144,13 +150,10 @@ def _build_batched_point(cfg: DictConfig, overrides: list[str] | None
     point = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     point.mode = "both"
     config = to_sim_config(point, overrides)
-    if v.total_gpus is not None:
-        point = _batched_budget(point, config)
+    total = _budget_total(v, "instance")
+    if total is not None:
+        point = _batched_budget(point, config, total)
         config = to_sim_config(point, overrides)
-    else:
-        for key in ("prefill_gpus", "rate_per_gpu"):
-            if v[key] is not None:
-                raise ValueError(f"validation.{key} = {v[key]!r}: needs validation.total_gpus")
     if config.replications < 2:
         raise ValueError(f"replications = {config.replications}: must be >= 2 for "
                          "confidence intervals")

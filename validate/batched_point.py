@@ -23,10 +23,17 @@ import numpy as np
 import xarray as xr
 
 import analytic
-from simulation import compare, quantile_key
 from spec import SimConfig
 
-from .point import ARCHITECTURES, CDF_PROBS, STATISTIC_INFO, Thresholds, point_dataset
+from .point import (
+    ARCHITECTURES,
+    CDF_PROBS,
+    STATISTIC_INFO,
+    Thresholds,
+    point_dataset,
+    simulate_both,
+    simulated,
+)
 
 #: The statistics a batched point compares (keys of the simulation's summary and, where
 #: the closed forms give them, of :func:`analytic.batched_estimate`).
@@ -60,11 +67,8 @@ def run_batched_point(config: SimConfig, *, thresholds: Thresholds, engine: str 
         form's, per architecture); attrs ``closed_form_<architecture>`` say which form
         priced each architecture, or why none did.
     """
-    qs = tuple(sorted(set(config.quantiles) | set(np.round(CDF_PROBS, 6).tolist())))
-    config = replace(config, quantiles=qs, mode="both")
-    cmp = compare(config, engine=engine, keep_requests=False)
-    sims = {"mono": cmp.mono, "disagg": cmp.disagg}
-    clusters = dict(zip(ARCHITECTURES, config.clusters(), strict=True))
+    sims = simulate_both(config, engine, confidence)
+    clusters = dict(zip(ARCHITECTURES, replace(config, mode="both").clusters(), strict=True))
     sources = ("simulation", CLOSED_FORM)
     stats = BATCHED_STATISTICS
     n_arch = len(ARCHITECTURES)
@@ -77,16 +81,11 @@ def run_batched_point(config: SimConfig, *, thresholds: Thresholds, engine: str 
     notes = {}
     rate = config.workload.arrival_rate_per_s
     for a, arch in enumerate(ARCHITECTURES):
-        res = sims[arch]
-        res.confidence = confidence
-        summary, cis = res.summary, res.ci
+        summary = sims[arch].summary
+        value[a, 0], ci[:, a], dist[a, 0] = simulated(sims[arch], stats)
         stable[a] = summary["stable"] == 1.0  # every replication's backlog bounded
         util[a] = max(v for k, v in summary.items() if k.startswith("utilisation_"))
         n_measured[a] = summary["n_measured"]
-        for s, stat in enumerate(stats):
-            value[a, 0, s] = summary[stat]
-            ci[:, a, s] = cis[stat]
-        dist[a, 0] = [summary[quantile_key(q, "ttft_s")] for q in np.round(CDF_PROBS, 6)]
         est, why = closed_form(config.workload, clusters[arch], config.slo)
         notes[f"closed_form_{arch}"] = est.get("method", f"none: {why}")
         for s, stat in enumerate(stats):

@@ -100,11 +100,7 @@ def run_point(config: SimConfig, *, methods: tuple[str, ...], thresholds: Thresh
         ``offered_load``, ``utilisation``, ``stable``, ``n_measured(architecture)``;
         ``ttft_quantile(architecture, kind, prob)`` for distribution plots.
     """
-    # every quantile the report draws is taken per replication, so no request is kept
-    qs = tuple(sorted(set(config.quantiles) | set(np.round(CDF_PROBS, 6).tolist())))
-    config = replace(config, quantiles=qs)
-    cmp = compare(config, engine=engine, keep_requests=False)
-    sims = {"mono": cmp.mono, "disagg": cmp.disagg}
+    sims = simulate_both(config, engine, confidence)
     clusters = {"mono": config.cluster_mono, "disagg": config.cluster_disagg}
     sources = ("simulation", *methods)
     shape = (len(ARCHITECTURES), len(sources), len(STATISTICS))
@@ -115,17 +111,12 @@ def run_point(config: SimConfig, *, methods: tuple[str, ...], thresholds: Thresh
     n_measured = np.zeros(len(ARCHITECTURES))
     dist = np.full((len(ARCHITECTURES), 2, len(CDF_PROBS)), np.nan)
     for a, arch in enumerate(ARCHITECTURES):
-        res = sims[arch]
-        res.confidence = confidence
-        summary, cis = res.summary, res.ci
+        summary = sims[arch].summary
+        value[a, 0], ci[:, a], dist[a, 0] = simulated(sims[arch], STATISTICS)
         pools = [k[len("offered_load_"):] for k in summary if k.startswith("offered_load_")]
         load[a] = max(summary[f"offered_load_{p}"] for p in pools)
         util[a] = max(summary[f"utilisation_{p}"] for p in pools)
         n_measured[a] = summary["n_measured"]
-        for s, stat in enumerate(STATISTICS):
-            value[a, 0, s] = summary[stat]
-            ci[:, a, s] = cis[stat]
-        dist[a, 0] = [summary[quantile_key(q, "ttft_s")] for q in np.round(CDF_PROBS, 6)]
         for m, method in enumerate(methods, start=1):
             est = analytic.estimate(config.workload, clusters[arch], method)
             value[a, m, 0] = est.mean_ttft_s
@@ -144,6 +135,27 @@ def run_point(config: SimConfig, *, methods: tuple[str, ...], thresholds: Thresh
                 "n_measured": (n_measured, {"long_name": "measured requests (all "
                                                          "replications, mean)"})},
         stable_meaning="offered load < 1 in every pool", dist=dist)
+
+
+def simulate_both(config: SimConfig, engine: str, confidence: float) -> dict:
+    """``{architecture: SimulationResult}``: both architectures of ``config`` on the same
+    requests, every quantile the report draws taken per replication (no request kept),
+    CIs at ``confidence``."""
+    qs = tuple(sorted(set(config.quantiles) | set(np.round(CDF_PROBS, 6).tolist())))
+    cmp = compare(replace(config, quantiles=qs, mode="both"), engine=engine,
+                  keep_requests=False)
+    for res in (cmp.mono, cmp.disagg):
+        res.confidence = confidence
+    return dict(zip(ARCHITECTURES, (cmp.mono, cmp.disagg), strict=True))
+
+
+def simulated(res, statistics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One architecture's simulated ``statistics`` (means over replications), their CIs
+    (``[low, high]`` rows) and its TTFT quantiles at :data:`CDF_PROBS`."""
+    summary, cis = res.summary, res.ci
+    return (np.array([summary[s] for s in statistics]),
+            np.array([cis[s] for s in statistics]).T,
+            np.array([summary[quantile_key(q, "ttft_s")] for q in np.round(CDF_PROBS, 6)]))
 
 
 def point_dataset(value: np.ndarray, ci: np.ndarray, stable: np.ndarray,
