@@ -6,7 +6,8 @@ The dataset has the seed point's layout (:func:`validate.point.run_point`): ``va
 statistic``, where ``statistic`` now spans TTFT, TPOT, E2E and SLO attainment, each with
 its ``metric``, ``unit`` and ``label`` coordinate; the source besides ``simulation`` is
 ``closed_form`` (:func:`analytic.batched_estimate`). A statistic the closed forms do not
-give yet (percentiles, attainment) is NaN with verdict ``n/a``: shown, never guessed.
+give yet (P90 TPOT; the colocated form's percentiles and attainment; any chunked or
+non-Poisson point) is NaN with verdict ``n/a``: shown, never guessed.
 
 Stability is the simulation's (every replication's backlog stayed bounded); the
 ``offered_load`` is the arrival rate over the closed form's stability limit, the scale on
