@@ -153,10 +153,15 @@ def test_a_killed_joblib_worker_loses_no_finished_point(tmp_path):
     """A worker SIGKILLed mid-sweep aborts joblib's batch; the points that finished are
     kept, the others get an error.json and a 'missing' verdict, the report says so, and
     the command exits non-zero."""
-    # the job beside it finishes first, then this one's process dies
-    env = _at_rate_2(tmp_path, "import os, signal, time; time.sleep(6); "
-                               "os.kill(os.getpid(), signal.SIGKILL)")
+    # the job beside it finishes first (its result.nc written: waited for, not timed,
+    # so a busy machine cannot kill both), then this one's process dies
     folder = tmp_path / "sweep"
+    env = _at_rate_2(tmp_path, "import os, signal, time, pathlib; "
+                               f"done = pathlib.Path({str(folder / '0' / 'result.nc')!r}); "
+                               "end = time.time() + 600; "
+                               "any(done.exists() or time.time() > end or time.sleep(0.1) "
+                               "for _ in iter(int, 1)); "
+                               "os.kill(os.getpid(), signal.SIGKILL)")
     proc = run_validate("+sweep=rates", "arrival.rate_per_s=1,2", *TINY,
                         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                         f"hydra.sweep.dir={folder}", env=env)
