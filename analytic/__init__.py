@@ -83,6 +83,8 @@ from .batched import (  # noqa: E402
     batch_prefill_ttft,
     batch_prefill_ttft_moment2,
     batched_estimate,
+    chunk_counts,
+    colocated_chunked,
     colocated_prefill_priority,
     prefill_affine,
     prefill_cost_central3,
@@ -98,6 +100,7 @@ from .batched_disagg import (  # noqa: E402
 
 __all__ += ["batch_prefill_capacity", "batch_prefill_chain_ttft", "batch_prefill_random_ttft",
             "batch_prefill_ttft", "batch_prefill_ttft_moment2", "batched_estimate",
-            "colocated_prefill_priority", "disaggregated_batched", "prefill_affine",
+            "chunk_counts", "colocated_chunked", "colocated_prefill_priority",
+            "disaggregated_batched", "prefill_affine",
             "prefill_cost_central3", "prefill_cost_laplace", "prefill_cost_moments",
             "prefill_costs", "stability_limits", "ttft_law"]

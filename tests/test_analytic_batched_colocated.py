@@ -160,7 +160,7 @@ def test_batched_estimate_against_the_simulation_and_its_kv_bound_limit():
 
 @pytest.mark.parametrize(("over", "message"), [
     ({"mode": "disagg"}, r"batched_disagg.prefill.policy = 'chunked': the disaggregated"),
-    ({"batched_mono": {"instance": {"policy": "chunked"}}}, "policy = 'chunked'"),
+    ({"batched_mono": {"first_token": "decode"}}, "first_token = 'decode'"),
     ({"arrival": {"rate_per_s": 2.0, "process": "gamma", "cv": 2.0}}, "take Poisson"),
     ({"profile": "roofline/llama-3.1-8b_h100_tp1"}, "no affine prefill step"),
 ])

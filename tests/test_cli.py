@@ -227,9 +227,15 @@ def test_analytic_batched_estimate_and_refusals():
     est = json.loads(ok.stdout)["estimate"]
     assert est["stable"] is True and 0 < est["mean_tpot_s"] < est["mean_ttft_s"] < 1
     assert est["stability_limit_rps"] > 4.0
-    bad = subprocess.run([sys.executable, "-m", "analytic", "serving=batched"], cwd=ROOT,
+    chunked = subprocess.run([sys.executable, "-m", "analytic", "serving=batched",
+                              "output=json"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert chunked.returncode == 0, chunked.stderr
+    assert json.loads(chunked.stdout)["method"].startswith("colocated_chunked")
+    bad = subprocess.run([sys.executable, "-m", "analytic", "serving=batched",
+                          "profile=roofline/llama-3.1-8b_h100_tp1"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "policy = 'chunked'" in bad.stderr
+    assert bad.returncode == 2 and "no affine prefill step" in bad.stderr
     assert "Traceback" not in bad.stderr
 
 
