@@ -1,6 +1,7 @@
 """The colocated prefill-priority closed form against the batched simulation."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,7 +163,8 @@ def test_batched_estimate_against_the_simulation_and_its_kv_bound_limit():
     ({"mode": "disagg"}, r"batched_disagg.prefill.policy = 'chunked': the disaggregated"),
     ({"batched_mono": {"first_token": "decode"}}, "first_token = 'decode'"),
     ({"arrival": {"rate_per_s": 2.0, "process": "gamma", "cv": 2.0}}, "take Poisson"),
-    ({"profile": "roofline/llama-3.1-8b_h100_tp1"}, "no affine prefill step"),
+    ({"profile": str(Path(__file__).parent / "data" / "mixed_profile.yaml")},
+     "no affine prefill step"),
 ])
 def test_batched_estimate_refuses_what_it_does_not_cover(over, message):
     from analytic.batched import batched_estimate

@@ -233,7 +233,8 @@ def test_analytic_batched_estimate_and_refusals():
     assert chunked.returncode == 0, chunked.stderr
     assert json.loads(chunked.stdout)["method"].startswith("colocated_chunked")
     bad = subprocess.run([sys.executable, "-m", "analytic", "serving=batched",
-                          "profile=roofline/llama-3.1-8b_h100_tp1"], cwd=ROOT,
+                          f"profile={ROOT / 'tests' / 'data' / 'mixed_profile.yaml'}"],
+                         cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no affine prefill step" in bad.stderr
     assert "Traceback" not in bad.stderr
