@@ -307,6 +307,16 @@ def generate(app: Sphinx) -> None:
         (out / "dataset_repr.txt").write_text(repr(ds) + "\n")
     generate_measured(out)
     generate_fidelity(out)
+    generate_batched_accuracy(out)
+
+
+def generate_batched_accuracy(out: Path) -> None:
+    """The batched closed forms priced on the committed accuracy-grid simulations (about
+    10 s), for batched.md (:mod:`validate.batched_accuracy`)."""
+    from validate import batched_accuracy
+
+    doc = json.loads((ROOT / "tests" / "data" / "batched_accuracy_reference.json").read_text())
+    (out / "batched_accuracy.md").write_text(batched_accuracy.summary_markdown(doc) + "\n")
 
 
 def generate_fidelity(out: Path) -> None:
