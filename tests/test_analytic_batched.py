@@ -1,5 +1,7 @@
 """Closed forms of batched prefill (analytic.batched) against exact and simulated values."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -86,5 +88,5 @@ def test_capacity_and_forms():
     assert batch_prefill_capacity(BETA) == pytest.approx(18.5027, rel=1e-4)
     assert batch_prefill_ttft(1.0 / BETA, A, BETA, BETA**2) == np.inf
     assert prefill_affine(Profile.rates(8000.0, 2000.0)) == (0.0, 1 / 8000, 0.0)
-    with pytest.raises(ValueError, match="form 'roofline' has no affine prefill step"):
-        prefill_affine(load_profile("roofline/llama-3.1-8b_h100_tp1"))
+    with pytest.raises(ValueError, match="form 'mixed' has no affine prefill step"):
+        prefill_affine(load_profile(str(Path(__file__).parent / "data" / "mixed_profile.yaml")))
