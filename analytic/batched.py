@@ -351,8 +351,69 @@ def kv_tokens_in_use(arrival_rate: float, tpot_s: float, prompt: TokenDist,
     return arrival_rate * tpot_s * (prompt.raw_moment(1) * (eo - 1.0) + (eo2 - eo) / 2.0)
 
 
+#: The colocated chain's largest prefill batch: beyond it a point is taken as unstable
+#: (a step of more than 1,024 prompts; the chain's limit is the moment form's anyway).
+COLOCATED_CHAIN_STATES = 1024
+
+
+def _colocated_chain(lam: float, a: float, e1: float, var: float, laplace: float,
+                     decode_s: float, decoding: float = 1.0) -> tuple[float, float]:
+    r"""Mean TTFT and the time per decode step of a colocated ``prefill_priority``
+    instance, from the embedded chain on its steps: state 0 a decode step of
+    ``decode_s``, state :math:`x \ge 1` a prefill step of :math:`x` prompts,
+    :math:`S_x = a + G_x` (:func:`_arrivals_pmf`). After a step of length :math:`S`, the
+    :math:`A \sim \mathrm{Poisson}(\lambda S)` arrivals are the next step's prefill batch;
+    if none came, state 0: a decode step with probability :math:`q`, else an idle wait
+    for the next arrival (which then prefills alone), :math:`q` set so that idle time is
+    the share ``1 - decoding`` :math:`d` of the time between prefills,
+    :math:`q = d / (d + (1-d)\lambda\tau_d)`. With :math:`\pi` its stationary law,
+    :math:`E[T] = \sum_x \pi_x [\lambda E[S_x^2]/2 + a\lambda E[S_x] + e_1(\lambda E[S_x] +
+    \lambda^2 E[S_x^2])] / \sum_x \pi_x \lambda E[S_x]` (each arrival's residual of its
+    step, none in an idle wait, then the next prefill step of all that step's arrivals:
+    batch-everything's chain, :func:`_chain`, with a decode step between batches), and at
+    :math:`d = 1` a decode waits :math:`\sum_x \pi_x E[S_x] / \pi_0` per token. ``inf``
+    where the batches outgrow :data:`COLOCATED_CHAIN_STATES`."""
+    # a visit to state 0 decodes with probability q, so that idle time is a share
+    # 1 - decoding of the time between prefills: (1-q)/lam = (1-d)((1-q)/lam + q tau)
+    q = decoding / (decoding + (1.0 - decoding) * lam * decode_s)
+    states = 32
+    while True:
+        x = np.arange(0, states + 1, dtype=float)
+        # state 0: a decode step (probability q) or an idle wait for the next arrival
+        mean_s = np.where(x > 0, a + x * e1, q * decode_s + (1.0 - q) / lam)
+        second_s = np.where(x > 0, (a + x * e1) ** 2 + x * var, q * decode_s * decode_s)
+        idle = np.where(x > 0, np.exp(-lam * a) * laplace ** x, np.exp(-lam * decode_s))
+        pmf = np.empty((states + 1, states + 1))
+        pmf[1:] = _arrivals_pmf(lam, a, e1, var, x[1:], states)
+        pmf[0] = q * stats.poisson.pmf(np.arange(states + 1), lam * decode_s)
+        pmf[0, 1] += 1.0 - q  # the idle wait ends with one arrival
+        beyond = np.maximum(1.0 - pmf.sum(axis=1), 0.0)
+        # P(A = 0 | x) exact, the rest of the law scaled to it (as in _chain)
+        P = pmf.copy()
+        rest = 1.0 - pmf[1:, 0]
+        P[1:, 1:] *= np.divide(1.0 - idle[1:], rest, out=np.zeros_like(rest),
+                               where=rest > 0.0)[:, None]
+        P[1:, 0] = idle[1:]
+        total = P.sum(axis=1)
+        P[total <= 0.0, -1] = 1.0  # all its mass past the last state (beyond says so)
+        P /= np.where(total > 0.0, total, 1.0)[:, None]
+        A = P.T - np.eye(states + 1)
+        A[-1, :] = 1.0
+        rhs = np.zeros(states + 1)
+        rhs[-1] = 1.0
+        pi = np.linalg.solve(A, rhs)
+        if float(pi @ beyond) <= CHAIN_TAIL:
+            break
+        if states >= COLOCATED_CHAIN_STATES:
+            return math.inf, math.inf
+        states = min(2 * states, COLOCATED_CHAIN_STATES)
+    m = lam * mean_s
+    num = pi @ (lam * second_s / 2.0 + a * m + e1 * (m + lam * lam * second_s))
+    return float(num / (pi @ m)), float(pi @ mean_s / pi[0])
+
+
 def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
-                          profile: Profile) -> tuple[float, float]:
+                          profile: Profile, chain: bool = True) -> tuple[float, float]:
     a_p, b_p, c_p = prefill_affine(profile)
     e1, e2 = prefill_cost_moments(b_p, c_p, prompt)
     eo, eo2 = output.raw_moment(1), output.raw_moment(2)
@@ -402,7 +463,33 @@ def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
     en2 = (mu + mu * mu) / -math.expm1(-mu)
     es2 = a_p * a_p + 2.0 * a_p * nbar * e1 + nbar * (e2 - e1 * e1) + en2 * e1 * e1
     lambda2 = r_d * tau * tau + r_p * es2  # time-average of the current step's length
-    return a_p + e1 + (0.5 + lam * e1) * lambda2, tpot
+    if not chain:
+        return a_p + e1 + (0.5 + lam * e1) * lambda2, tpot
+    # the same fixed point on the chain of steps, where the moments' one exists
+    laplace = prefill_cost_laplace(lam, b_p, c_p, prompt)
+
+    def decode_s(t: float) -> float:
+        a_d, b_d, c_d = _decode_coeffs(profile, tokens * t, ctx)
+        return a_d + max(tokens * t, 1.0) * (b_d * (ctx + 1.0) + c_d)
+
+    def gap(t: float) -> float:  # < 0 below the chain's fixed point
+        per_token = _colocated_chain(lam, a_p, e1, e2 - e1 * e1, laplace, decode_s(t))[1]
+        return t - per_token if math.isfinite(per_token) else 1.0
+
+    lo, hi = 0.5 * tpot, 2.0 * tpot
+    while gap(lo) > 0.0:
+        lo, hi = 0.5 * lo, lo
+    while gap(hi) <= 0.0:
+        lo, hi = hi, 2.0 * hi
+        if hi > 1e5:
+            return math.inf, math.inf
+    while hi - lo > 1e-7 * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if gap(mid) <= 0.0 else (lo, mid)
+    # an arrival finds some request decoding with probability 1 - e^{-B} (B Poisson)
+    ttft = _colocated_chain(lam, a_p, e1, e2 - e1 * e1, laplace, decode_s(hi),
+                            -math.expm1(-tokens * hi))[0]
+    return (ttft, hi) if math.isfinite(ttft) else (math.inf, math.inf)
 
 
 def _capped(one, arrival_rate: ArrayLike, prompt: TokenDist, output: TokenDist,
@@ -429,7 +516,7 @@ def _capped(one, arrival_rate: ArrayLike, prompt: TokenDist, output: TokenDist,
 
 def colocated_prefill_priority(arrival_rate: ArrayLike, prompt: TokenDist, output: TokenDist,
                                profile: Profile, *, kv_capacity_tokens: float | None = None,
-                               max_num_seqs: int | None = None
+                               max_num_seqs: int | None = None, chain: bool = True
                                ) -> tuple[float | np.ndarray, float | np.ndarray]:
     r"""Mean TTFT and TPOT of one colocated ``prefill_priority`` instance (vLLM v0,
     DistServe's colocated baseline): whenever requests wait, a prefill step of all of
@@ -442,34 +529,42 @@ def colocated_prefill_priority(arrival_rate: ArrayLike, prompt: TokenDist, outpu
     taking the time share :math:`f_p = \lambda E[\beta] + a_p r_p` with
     :math:`r_p = \lambda / \bar n` prefill steps a second (a prefill batch holds the
     arrivals of one decode step, :math:`\bar n = \lambda\tau / (1 - e^{-\lambda\tau})`),
-    and :math:`\mathrm{TPOT} = \tau / (1 - f_p)`. TTFT: the residual of the current step
-    and the ride in the next prefill batch,
+    and :math:`\mathrm{TPOT} = \tau / (1 - f_p)` (the moment form). Its fixed point is the
+    form's stability rule: the limit is the largest rate where it exists. The values
+    (``chain=True``, the default) come from the embedded chain on the instance's steps
+    (:func:`_colocated_chain`: a prefill step of all who arrived during the last step, a
+    decode step when none did), whose fixed point
+    :math:`t = \sum_x \pi_x E[S_x] / \pi_0` (a decode's wait for each token) replaces the
+    moments' where that one exists; TTFT is each arrival's residual of its step and the
+    next prefill batch, averaged over the chain, with idle time between prefills the
+    share :math:`e^{-B}` (no request decoding). ``chain=False``: the moment form's TTFT,
+    the residual and one ride in the next prefill batch,
     :math:`E[T] \approx a_p + E[\beta] + (\tfrac12 + \lambda E[\beta]) \Lambda_2` with
     :math:`\Lambda_2 = r_d E[\tau^2] + r_p E[S_p^2]` (decode steps taken as
-    deterministic, prefill batches as zero-truncated Poisson sums of i.i.d. costs).
+    deterministic, prefill batches as zero-truncated Poisson sums of i.i.d. costs): it
+    misses the prefill batches that follow prefill steps, so it is low where prefill sets
+    the load (-14.8 and -20.9 % at 0.6 and 0.7 of the limit on Llama-3.1-8B with prompt
+    sigma 1.2; the chain: within 1.7 %).
 
     Source: ANALYTIC_NOTES, batched item 2 (which reports TTFT +3..+11 %, TPOT -2..-9 % on
-    a first check); the batch-size law of prefill steps is this toolkit's. Measured
-    against the batched simulation (DistServe OPT-13B, prompt sigma 0.5 to 0.7, outputs
-    sigma 0.5 to 0.8): up to 0.8 of the simulated limit, TTFT within 1.3 % and TPOT within
-    3.3 %; nearer, larger errors (TTFT -5 %, TPOT -12 % at 0.89 of it, where DistServe's
-    decode coefficients switch; +430 % at 1.03, where the simulation is already unstable).
-    On a roofline profile (Llama-3.1-8B on an A100, whose decode steps are cheap, so
-    prefill sets the load): TTFT -0.7, -3.4 and -14.5 % at 0.2, 0.5 and 0.8 of the form's
-    17.9 req/s, TPOT -1.0 to -3.7 %; the one-step ride falls short when prompts queue.
-    The predicted limit (the largest rate with a finite fixed point) is 5.83 req/s against
-    the simulated 5.61 (+3.9 %) for the wider laws. ``inf`` where no fixed point exists,
-    and, given the instance's ``kv_capacity_tokens`` or ``max_num_seqs``, where the mean KV
-    in use (:func:`kv_tokens_in_use`) or the mean decode batch reaches it: the form does
-    not model preemption or a full batch, so it refuses those regimes rather than answer.
+    a first check); the batch-size law of prefill steps and the chain are this toolkit's.
+    Measured against the batched simulation on the accuracy grid
+    (:mod:`validate.batched_accuracy`: OPT-13B and Llama-3.1-8B roofline, prompt sigma
+    0.3 to 1.2): below 0.8 of the limit TTFT within 1.7 % and TPOT within 6.0 %; at 0.9,
+    TTFT within 7.2 %, TPOT -7.4 to +16 %; at 0.95, TTFT +0.8 to +63 % (the OPT-13B limit with
+    sigma 0.3 is more than 5 % high: 6.70 req/s where the simulation is already unstable
+    at 0.95 of it). ``inf`` where no fixed point exists, and, given the instance's
+    ``kv_capacity_tokens`` or ``max_num_seqs``, where the mean KV in use
+    (:func:`kv_tokens_in_use`) or the mean decode batch reaches it: the form does not model
+    preemption or a full batch, so it refuses those regimes rather than answer.
 
     Returns
     -------
     ttft_s, tpot_s : float or ndarray
         Broadcast over ``arrival_rate``.
     """
-    return _capped(lambda x: _prefill_priority_one(x, prompt, output, profile), arrival_rate,
-                   prompt, output, kv_capacity_tokens, max_num_seqs)
+    return _capped(lambda x: _prefill_priority_one(x, prompt, output, profile, chain),
+                   arrival_rate, prompt, output, kv_capacity_tokens, max_num_seqs)
 
 
 @functools.lru_cache(maxsize=64)
@@ -720,7 +815,8 @@ def batched_estimate(workload, cluster, slo=None) -> dict[str, float | bool | st
     if inst.policy == "chunked":
         method = "colocated_chunked"
 
-        def form(rate, budget: int = inst.max_num_batched_tokens, **caps):
+        def form(rate, budget: int = inst.max_num_batched_tokens, chain: bool = True,
+                 **caps):
             return colocated_chunked(rate, p, o, prof, max_num_batched_tokens=budget,
                                      long_prefill_token_threshold=inst
                                      .long_prefill_token_threshold, **caps)
@@ -729,13 +825,13 @@ def batched_estimate(workload, cluster, slo=None) -> dict[str, float | bool | st
     else:
         method = "colocated_prefill_priority"
 
-        def form(rate, **caps):
-            return colocated_prefill_priority(rate, p, o, prof, **caps)
+        def form(rate, chain: bool = True, **caps):
+            return colocated_prefill_priority(rate, p, o, prof, chain=chain, **caps)
         caps_of, uncapped = {}, {}
     ttft, tpot = form(lam, **limits)
 
-    def finite(rate: float, **bound) -> bool:
-        return math.isfinite(form(rate, **bound)[0])
+    def finite(rate: float, **bound) -> bool:  # prefill-priority: the moments' fixed point
+        return math.isfinite(form(rate, chain=False, **bound)[0])
 
     # each cap's limit on top of compute's (the fixed point), per instance. Every cap is
     # reached just below compute's limit, where the batch grows without bound, so a cap

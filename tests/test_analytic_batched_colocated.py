@@ -54,13 +54,14 @@ def test_mean_ttft_and_tpot_against_the_simulation(lam, ttft_err, tpot_err):
 
 @pytest.mark.slow
 def test_predicted_limit_within_five_percent_of_the_simulated_one():
-    """The largest rate with a finite fixed point, K: the simulation (stability verdict,
-    3 x 16,000 s) is stable at 0.95 K and unstable at 1.05 K."""
+    """The largest rate with a finite fixed point (the moment form's: the stability rule
+    of the prefill-priority form), K: the simulation (stability verdict, 3 x 16,000 s) is
+    stable at 0.95 K and unstable at 1.05 K."""
     lo, hi = 4.0, 8.0
     for _ in range(30):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if math.isfinite(colocated_prefill_priority(
-            mid, PROMPT, OUTPUT, PROFILE)[0]) else (lo, mid)
+            mid, PROMPT, OUTPUT, PROFILE, chain=False)[0]) else (lo, mid)
 
     def stable(lam):
         cfg = config_from_mapping({

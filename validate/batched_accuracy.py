@@ -72,8 +72,10 @@ class Case:
             profile=self.profile, policy=self.architecture, max_num_batched_tokens=budget,
             **ROOMY))
 
-    def closed_form(self, rate: float) -> tuple[float, float]:
-        """The form's mean TTFT and TPOT (s) at ``rate`` (``inf`` beyond its limit)."""
+    def closed_form(self, rate: float, chain: bool = True) -> tuple[float, float]:
+        """The form's mean TTFT and TPOT (s) at ``rate`` (``inf`` beyond its limit;
+        ``chain=False``: prefill-priority's moment form, whose fixed point sets the
+        limit)."""
         from analytic.batched import colocated_chunked, colocated_prefill_priority
         from analytic.batched_disagg import disaggregated_batched
         from spec import load_profile
@@ -81,7 +83,7 @@ class Case:
         prompt, output = self.laws()
         prof = load_profile(self.profile)
         if self.architecture == "prefill_priority":
-            ttft, tpot = colocated_prefill_priority(rate, prompt, output, prof)
+            ttft, tpot = colocated_prefill_priority(rate, prompt, output, prof, chain=chain)
         elif self.architecture == "chunked":
             ttft, tpot = colocated_chunked(rate, prompt, output, prof,
                                            max_num_batched_tokens=CHUNK_BUDGET)
@@ -97,7 +99,7 @@ class Case:
 
         if self.architecture == "disaggregated":
             return min(stability_limits(*self.laws(), self.cluster()).values())
-        return largest_rate(lambda r: math.isfinite(self.closed_form(r)[0]))
+        return largest_rate(lambda r: math.isfinite(self.closed_form(r, chain=False)[0]))
 
 
 CASES = tuple(Case(p, a, s) for p in PROFILES for a in ARCHITECTURES for s in SIGMAS)
