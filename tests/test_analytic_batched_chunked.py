@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from analytic.batched import batched_estimate, chunk_counts, colocated_chunked
-from simulation import simulate
 from simulation.batched_fast import simulate_batched_fast
 from simulation.requests import generate_requests
 from spec import (
@@ -19,6 +18,7 @@ from spec import (
     config_from_mapping,
     load_profile,
 )
+from tests.batched_knee import opt13b_colocated_stable
 
 NAME = "distserve/opt-13b_tp1"
 PROFILE = load_profile(NAME)
@@ -150,17 +150,5 @@ def test_predicted_limit_within_five_percent_of_the_simulated_knee(budget):
         lo, hi = (mid, hi) if math.isfinite(colocated_chunked(
             mid, PROMPT, OUTPUT, PROFILE, max_num_batched_tokens=budget)[0]) else (lo, mid)
 
-    def stable(lam):
-        cfg = config_from_mapping({
-            "serving": "batched", "mode": "mono", "sim_seconds": 16000, "warmup_seconds": 1600,
-            "replications": 3, "arrival": {"rate_per_s": lam},
-            "prompt_tokens": {"mean": 6.0, "sigma": 0.7, "min_value": 1},
-            "output_tokens": {"mean": 5.0, "sigma": 0.8, "min_value": 2}, "profile": NAME,
-            "batched_mono": {"instances": 1, "first_token": "prefill",
-                             "instance": {"policy": "chunked",
-                                          "max_num_batched_tokens": budget,
-                                          "max_num_seqs": 10**5,
-                                          "kv_capacity_tokens": 10**8}}})
-        return simulate(cfg, keep_requests=False).stats["stable"]
-
-    assert stable(0.95 * lo) and not stable(1.05 * lo)
+    assert opt13b_colocated_stable(0.95 * lo, "chunked", budget)
+    assert not opt13b_colocated_stable(1.05 * lo, "chunked", budget)

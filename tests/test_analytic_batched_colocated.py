@@ -16,9 +16,9 @@ from spec import (
     Instance,
     TokenDist,
     Workload,
-    config_from_mapping,
     load_profile,
 )
+from tests.batched_knee import opt13b_colocated_stable
 
 PROFILE = load_profile("distserve/opt-13b_tp1")
 PROMPT = TokenDist.lognormal(6.0, 0.7, 1)
@@ -63,21 +63,8 @@ def test_predicted_limit_within_five_percent_of_the_simulated_one():
         lo, hi = (mid, hi) if math.isfinite(colocated_prefill_priority(
             mid, PROMPT, OUTPUT, PROFILE, chain=False)[0]) else (lo, mid)
 
-    def stable(lam):
-        cfg = config_from_mapping({
-            "serving": "batched", "mode": "mono", "sim_seconds": 16000, "warmup_seconds": 1600,
-            "replications": 3, "arrival": {"rate_per_s": lam},
-            "prompt_tokens": {"mean": 6.0, "sigma": 0.7, "min_value": 1},
-            "output_tokens": {"mean": 5.0, "sigma": 0.8, "min_value": 2},
-            "profile": "distserve/opt-13b_tp1",
-            "batched_mono": {"instances": 1, "first_token": "prefill",
-                             "instance": {"policy": "prefill_priority",
-                                          "max_num_batched_tokens": 10**6,
-                                          "max_num_seqs": 10**5,
-                                          "kv_capacity_tokens": 10**8}}})
-        return simulate(cfg, keep_requests=False).stats["stable"]
-
-    assert stable(0.95 * lo) and not stable(1.05 * lo)
+    assert opt13b_colocated_stable(0.95 * lo, "prefill_priority", 10**6)
+    assert not opt13b_colocated_stable(1.05 * lo, "prefill_priority", 10**6)
 
 
 def test_a_lone_request_by_hand():
