@@ -167,47 +167,87 @@ def _arrivals_pmf(lam: float, a: float, e1: float, var: float, x: np.ndarray,
     return np.maximum(signal.fftconvolve(nb, pois[None, :], axes=1)[:, :upto + 1], 0.0)
 
 
-def _chain(lam: float, a: float, e1: float, var: float, laplace: float
-           ) -> tuple[float, np.ndarray]:
-    """Mean TTFT of a batch-everything prefill instance and the chain's stationary law of
-    batch sizes (``pi[x - 1]`` for ``x`` prompts); see :func:`batch_prefill_random_ttft`.
-    ``laplace`` is ``E[exp(-lam beta)]``."""
-    if lam * e1 >= 1.0:
-        return math.inf, np.zeros(0)
-    if lam == 0.0:
-        return a + e1, np.ones(1)
+def _step_chain(lam: float, a: float, e1: float, var: float, laplace: float,
+                decode_s: float, decoding: float, max_states: int
+                ) -> tuple[float, np.ndarray, np.ndarray] | None:
+    r"""The embedded chain on an instance's steps, shared by the batch-everything prefill
+    instance and the colocated ``prefill_priority`` one: state :math:`x \ge 1` a prefill
+    step of :math:`x` prompts, :math:`S_x = a + G_x` (:func:`_arrivals_pmf`); after a step
+    of length :math:`S`, the :math:`A \sim \mathrm{Poisson}(\lambda S)` arrivals are the
+    next step's batch; if none came, state 0: a decode step of ``decode_s`` with
+    probability :math:`q`, else an idle wait for the next arrival, which then prefills
+    alone. :math:`q` makes idle time the share ``1 - decoding`` :math:`d` of the time
+    between prefills, :math:`(1-q)/\lambda = (1-d)((1-q)/\lambda + q\tau_d)`, so
+    :math:`q = d / (d + (1-d)\lambda\tau_d)` (``decoding = 0``: no decode step, the
+    prefill instance). With :math:`\pi` its stationary law (states doubled from 64 until
+    the mass past the last is under :data:`CHAIN_TAIL`),
+    :math:`E[T] = \sum_x \pi_x [\lambda E[S_x^2]/2 + a\lambda E[S_x] + e_1(\lambda E[S_x] +
+    \lambda^2 E[S_x^2])] / \sum_x \pi_x \lambda E[S_x]`: each arrival's residual of its
+    step (none in an idle wait), then the next prefill step of all that step's arrivals.
+
+    Returns
+    -------
+    ttft_s, pi, mean_step_s : float, ndarray, ndarray
+        ``pi[x]`` and ``E[S_x]`` for ``x = 0 ..`` (state 0 the decode step or idle wait);
+        None where more than ``max_states`` batch sizes would be needed.
+    """
+    q = decoding / (decoding + (1.0 - decoding) * lam * decode_s) if decoding > 0 else 0.0
     states = 64
     while True:
-        x = np.arange(1, states + 1, dtype=float)
-        mean_s = a + x * e1
-        second_s = mean_s * mean_s + x * var  # E[S_x^2]
-        idle = np.exp(-lam * a) * laplace ** x  # P(A = 0 | x), exact
-        pmf = _arrivals_pmf(lam, a, e1, var, x, states)
+        x = np.arange(0, states + 1, dtype=float)
+        mean_s = np.where(x > 0, a + x * e1, q * decode_s + (1.0 - q) / lam)
+        second_s = np.where(x > 0, (a + x * e1) ** 2 + x * var, q * decode_s * decode_s)
+        idle = np.exp(-lam * a) * laplace ** x[1:]  # P(A = 0 | x), exact
+        pmf = np.empty((states + 1, states + 1))
+        pmf[1:] = _arrivals_pmf(lam, a, e1, var, x[1:], states)
+        pmf[0] = q * stats.poisson.pmf(np.arange(states + 1), lam * decode_s)
+        pmf[0, 1] += 1.0 - q  # the idle wait ends with one arrival
         beyond = np.maximum(1.0 - pmf.sum(axis=1), 0.0)  # P(A > states | x)
         # P(A = 0 | x) exact, the rest of the law scaled to it (unchanged when fixed)
-        P = pmf[:, 1:] * ((1.0 - idle) / (1.0 - pmf[:, 0]))[:, None]
-        P[:, 0] += idle  # no arrival during the batch: the next one comes alone
-        P /= P.sum(axis=1, keepdims=True)  # rows truncated at the last state
+        P = pmf.copy()
+        rest = 1.0 - pmf[1:, 0]
+        P[1:, 1:] *= np.divide(1.0 - idle, rest, out=np.zeros_like(rest),
+                               where=rest > 0.0)[:, None]
+        P[1:, 0] = idle
+        total = P.sum(axis=1)  # rows truncated at the last state
+        P[total <= 0.0, -1] = 1.0  # all its mass past the last state (beyond says so)
+        P /= np.where(total > 0.0, total, 1.0)[:, None]
         # stationary law: pi (P - I) = 0, sum pi = 1 (last equation replaced)
-        A = P.T - np.eye(states)
+        A = P.T - np.eye(states + 1)
         A[-1, :] = 1.0
-        rhs = np.zeros(states)
+        rhs = np.zeros(states + 1)
         rhs[-1] = 1.0
         pi = np.linalg.solve(A, rhs)
         # the truncation matters only as much as the chain goes past its last state
         if float(pi @ beyond) <= CHAIN_TAIL:
             break
-        if states >= CHAIN_MAX_STATES:
-            raise ValueError(
-                f"arrival_rate = {lam!r}: the exact chain needs more than "
-                f"{CHAIN_MAX_STATES} batch sizes at load lam E[beta] = {lam * e1:.4g}; "
-                "use batch_prefill_ttft (the closed form) this close to saturation")
-        states = min(2 * states, CHAIN_MAX_STATES)
+        if states >= max_states:
+            return None
+        states = min(2 * states, max_states)
     m = lam * mean_s
-    num = pi @ (lam * second_s / 2.0 + a * m + e1 * (m + lam * lam * second_s)
-                + idle * (a + e1))
-    den = pi @ (m + idle)
-    return float(num / den), pi
+    num = pi @ (lam * second_s / 2.0 + a * m + e1 * (m + lam * lam * second_s))
+    return float(num / (pi @ m)), pi, mean_s
+
+
+def _chain(lam: float, a: float, e1: float, var: float, laplace: float
+           ) -> tuple[float, np.ndarray]:
+    """Mean TTFT of a batch-everything prefill instance and the chain's stationary law of
+    batch sizes (``pi[x - 1]`` for ``x`` prompts); see :func:`batch_prefill_random_ttft`.
+    ``laplace`` is ``E[exp(-lam beta)]``. :func:`_step_chain` without decode steps (an
+    empty batch is followed by an idle wait); its law of batches is the chain's on
+    ``x >= 1`` (the chain watched only there)."""
+    if lam * e1 >= 1.0:
+        return math.inf, np.zeros(0)
+    if lam == 0.0:
+        return a + e1, np.ones(1)
+    solved = _step_chain(lam, a, e1, var, laplace, 0.0, 0.0, CHAIN_MAX_STATES)
+    if solved is None:
+        raise ValueError(
+            f"arrival_rate = {lam!r}: the exact chain needs more than "
+            f"{CHAIN_MAX_STATES} batch sizes at load lam E[beta] = {lam * e1:.4g}; "
+            "use batch_prefill_ttft (the closed form) this close to saturation")
+    ttft, pi, _ = solved
+    return ttft, pi[1:] / pi[1:].sum()
 
 
 def _chain_one(lam: float, a: float, beta: float) -> float:
@@ -359,57 +399,16 @@ COLOCATED_CHAIN_STATES = 1024
 def _colocated_chain(lam: float, a: float, e1: float, var: float, laplace: float,
                      decode_s: float, decoding: float = 1.0) -> tuple[float, float]:
     r"""Mean TTFT and the time per decode step of a colocated ``prefill_priority``
-    instance, from the embedded chain on its steps: state 0 a decode step of
-    ``decode_s``, state :math:`x \ge 1` a prefill step of :math:`x` prompts,
-    :math:`S_x = a + G_x` (:func:`_arrivals_pmf`). After a step of length :math:`S`, the
-    :math:`A \sim \mathrm{Poisson}(\lambda S)` arrivals are the next step's prefill batch;
-    if none came, state 0: a decode step with probability :math:`q`, else an idle wait
-    for the next arrival (which then prefills alone), :math:`q` set so that idle time is
-    the share ``1 - decoding`` :math:`d` of the time between prefills,
-    :math:`q = d / (d + (1-d)\lambda\tau_d)`. With :math:`\pi` its stationary law,
-    :math:`E[T] = \sum_x \pi_x [\lambda E[S_x^2]/2 + a\lambda E[S_x] + e_1(\lambda E[S_x] +
-    \lambda^2 E[S_x^2])] / \sum_x \pi_x \lambda E[S_x]` (each arrival's residual of its
-    step, none in an idle wait, then the next prefill step of all that step's arrivals:
-    batch-everything's chain, :func:`_chain`, with a decode step between batches), and at
-    :math:`d = 1` a decode waits :math:`\sum_x \pi_x E[S_x] / \pi_0` per token. ``inf``
-    where the batches outgrow :data:`COLOCATED_CHAIN_STATES`."""
-    # a visit to state 0 decodes with probability q, so that idle time is a share
-    # 1 - decoding of the time between prefills: (1-q)/lam = (1-d)((1-q)/lam + q tau)
-    q = decoding / (decoding + (1.0 - decoding) * lam * decode_s)
-    states = 32
-    while True:
-        x = np.arange(0, states + 1, dtype=float)
-        # state 0: a decode step (probability q) or an idle wait for the next arrival
-        mean_s = np.where(x > 0, a + x * e1, q * decode_s + (1.0 - q) / lam)
-        second_s = np.where(x > 0, (a + x * e1) ** 2 + x * var, q * decode_s * decode_s)
-        idle = np.where(x > 0, np.exp(-lam * a) * laplace ** x, np.exp(-lam * decode_s))
-        pmf = np.empty((states + 1, states + 1))
-        pmf[1:] = _arrivals_pmf(lam, a, e1, var, x[1:], states)
-        pmf[0] = q * stats.poisson.pmf(np.arange(states + 1), lam * decode_s)
-        pmf[0, 1] += 1.0 - q  # the idle wait ends with one arrival
-        beyond = np.maximum(1.0 - pmf.sum(axis=1), 0.0)
-        # P(A = 0 | x) exact, the rest of the law scaled to it (as in _chain)
-        P = pmf.copy()
-        rest = 1.0 - pmf[1:, 0]
-        P[1:, 1:] *= np.divide(1.0 - idle[1:], rest, out=np.zeros_like(rest),
-                               where=rest > 0.0)[:, None]
-        P[1:, 0] = idle[1:]
-        total = P.sum(axis=1)
-        P[total <= 0.0, -1] = 1.0  # all its mass past the last state (beyond says so)
-        P /= np.where(total > 0.0, total, 1.0)[:, None]
-        A = P.T - np.eye(states + 1)
-        A[-1, :] = 1.0
-        rhs = np.zeros(states + 1)
-        rhs[-1] = 1.0
-        pi = np.linalg.solve(A, rhs)
-        if float(pi @ beyond) <= CHAIN_TAIL:
-            break
-        if states >= COLOCATED_CHAIN_STATES:
-            return math.inf, math.inf
-        states = min(2 * states, COLOCATED_CHAIN_STATES)
-    m = lam * mean_s
-    num = pi @ (lam * second_s / 2.0 + a * m + e1 * (m + lam * lam * second_s))
-    return float(num / (pi @ m)), float(pi @ mean_s / pi[0])
+    instance: :func:`_step_chain` with its decode steps of ``decode_s`` (``decoding``:
+    the share of time between prefills some request is decoding); at ``decoding = 1`` a
+    decode waits :math:`\sum_x \pi_x E[S_x] / \pi_0` per token. ``inf`` where the batches
+    outgrow :data:`COLOCATED_CHAIN_STATES`."""
+    solved = _step_chain(lam, a, e1, var, laplace, decode_s, decoding,
+                         COLOCATED_CHAIN_STATES)
+    if solved is None:
+        return math.inf, math.inf
+    ttft, pi, mean_s = solved
+    return ttft, float(pi @ mean_s / pi[0])
 
 
 def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
@@ -468,12 +467,8 @@ def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
     # the same fixed point on the chain of steps, where the moments' one exists
     laplace = prefill_cost_laplace(lam, b_p, c_p, prompt)
 
-    def decode_s(t: float) -> float:
-        a_d, b_d, c_d = _decode_coeffs(profile, tokens * t, ctx)
-        return a_d + max(tokens * t, 1.0) * (b_d * (ctx + 1.0) + c_d)
-
-    def gap(t: float) -> float:  # < 0 below the chain's fixed point
-        per_token = _colocated_chain(lam, a_p, e1, e2 - e1 * e1, laplace, decode_s(t))[1]
+    def gap(t: float) -> float:  # < 0 below the chain's fixed point; step(t)[0]: tau
+        per_token = _colocated_chain(lam, a_p, e1, e2 - e1 * e1, laplace, step(t)[0])[1]
         return t - per_token if math.isfinite(per_token) else 1.0
 
     lo, hi = 0.5 * tpot, 2.0 * tpot
@@ -487,7 +482,7 @@ def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if gap(mid) <= 0.0 else (lo, mid)
     # an arrival finds some request decoding with probability 1 - e^{-B} (B Poisson)
-    ttft = _colocated_chain(lam, a_p, e1, e2 - e1 * e1, laplace, decode_s(hi),
+    ttft = _colocated_chain(lam, a_p, e1, e2 - e1 * e1, laplace, step(hi)[0],
                             -math.expm1(-tokens * hi))[0]
     return (ttft, hi) if math.isfinite(ttft) else (math.inf, math.inf)
 
@@ -551,7 +546,7 @@ def colocated_prefill_priority(arrival_rate: ArrayLike, prompt: TokenDist, outpu
     Measured against the batched simulation on the accuracy grid
     (:mod:`validate.batched_accuracy`: OPT-13B and Llama-3.1-8B roofline, prompt sigma
     0.3 to 1.2): below 0.8 of the limit TTFT within 1.7 % and TPOT within 6.0 %; at 0.9,
-    TTFT within 7.2 %, TPOT -7.4 to +16 %; at 0.95, TTFT +0.8 to +63 % (the OPT-13B limit with
+    TTFT within 6.8 %, TPOT -7.5 to +16 %; at 0.95, TTFT +0.5 to +62 % (the OPT-13B limit with
     sigma 0.3 is more than 5 % high: 6.70 req/s where the simulation is already unstable
     at 0.95 of it). ``inf`` where no fixed point exists, and, given the instance's
     ``kv_capacity_tokens`` or ``max_num_seqs``, where the mean KV in use
@@ -603,13 +598,11 @@ def chunk_counts(prompt: TokenDist, chunk_tokens: float) -> tuple[float, float]:
 def _steps_to_finish(prompt: TokenDist, own: float, budget: float, backlog: float) -> float:
     r"""``E[max(ceil(L / own), ceil((U + L) / budget))]``: the steps until a prompt's last
     chunk, at most ``own`` of its tokens a step and ``budget`` of the queue's, behind ``U``
-    tokens, ``U`` exponential with mean ``backlog`` (0: none). With
+    tokens, ``U`` exponential with mean ``backlog`` (> 0). With
     :math:`n_1 = \lceil L/k \rceil`, :math:`E\lceil Y\rceil = \sum_{j \ge 0} P(Y > j)
     = n_1 + \sum_{j \ge n_1} e^{-(jK - L)/m} = n_1 + e^{-(n_1 K - L)/m} / (1 - e^{-K/m})`."""
     v, _, w = prefill_costs(1.0, 0.0, prompt)
     n1 = np.ceil(v / max(math.floor(own), 1))
-    if backlog <= 0.0:
-        return float(w @ n1)
     tail = np.exp(-(n1 * budget - v) / backlog) / -math.expm1(-budget / backlog)
     return float(w @ (n1 + tail))
 
@@ -641,8 +634,8 @@ def _chunked_one(lam: float, prompt: TokenDist, output: TokenDist, profile: Prof
             return None
         steps = n1 - rho * spread
         return {"batch": batch, "room": room, "own": own, "rho": rho, "alpha": alpha,
-                "sq": sq, "r_p": lam * steps, "tau_p": rho / (lam * steps) if lam else 0.0,
-                "tau_d": a_d + (batch + 1.0) * k_d}
+                "n1": n1, "sq": sq, "r_p": lam * steps,
+                "tau_p": rho / (lam * steps) if lam else 0.0, "tau_d": a_d + (batch + 1.0) * k_d}
 
     def residual(t: float) -> float:
         s = state(t)
@@ -660,13 +653,12 @@ def _chunked_one(lam: float, prompt: TokenDist, output: TokenDist, profile: Prof
         return math.inf, math.inf
     rho = s["rho"]
     if lam == 0.0:  # alone: its own chunks, a_p a step, and its tokens
-        n1, sq = chunk_counts(prompt, s["own"])
-        return n1 * s["alpha"] + b_p * e_l + c_p * sq, hi
+        return s["n1"] * s["alpha"] + b_p * e_l + c_p * s["sq"], hi
     current = 0.5 * (rho * s["tau_p"] + (1.0 - rho) * -math.expm1(-s["batch"]) * s["tau_d"])
     theta = rho / (lam * e_l)  # seconds a prompt token takes in steps with prefill
     backlog = lam * theta * e_l2 / (2.0 * (1.0 - rho))  # Pollaczek-Khinchine, in tokens
-    steps = (1.0 - rho) * _steps_to_finish(prompt, s["own"], s["room"], 0.0) \
-        + rho * _steps_to_finish(prompt, s["own"], s["room"], backlog / rho)
+    steps = (1.0 - rho) * s["n1"] + rho * _steps_to_finish(prompt, s["own"], s["room"],
+                                                             backlog / rho)
     # the backlog's tokens belong to prompts in proportion to L^2 (residual work), each
     # token of a prompt L costing c_p q(L) / L in squared chunks: E[L q(L)] / E[L^2]
     v, _, w = prefill_costs(1.0, 0.0, prompt)
