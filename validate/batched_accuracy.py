@@ -93,16 +93,21 @@ class Case:
         return float(ttft), float(tpot)
 
     def limit(self) -> float:
-        """The form's predicted stability limit (req/s)."""
-        from analytic.batched import largest_rate
-        from analytic.batched_disagg import stability_limits
+        """The form's predicted stability limit (req/s): the estimate's own
+        (:func:`analytic.batched_estimate`, priced at a light 0.1 req/s)."""
+        from analytic.batched import batched_estimate
+        from spec import ArrivalProcess, Workload
 
-        if self.architecture == "disaggregated":
-            return min(stability_limits(*self.laws(), self.cluster()).values())
-        return largest_rate(lambda r: math.isfinite(self.closed_form(r, chain=False)[0]))
+        workload = Workload(0.1, *self.laws(), ArrivalProcess())
+        return float(batched_estimate(workload, self.cluster())["stability_limit_rps"])
 
 
 CASES = tuple(Case(p, a, s) for p in PROFILES for a in ARCHITECTURES for s in SIGMAS)
+
+
+def _case(stored: dict) -> Case:
+    """The :class:`Case` of one of a reference's ``cases``."""
+    return Case(stored["profile"], stored["architecture"], stored["sigma"])
 
 
 def simulate_point(case: Case, rate: float, seed: int, replications: int = REPLICATIONS,
@@ -143,7 +148,7 @@ def evaluate(reference: dict) -> list[dict[str, object]]:
     95 % interval widened by 5 % of the simulated mean (``agree_*``)."""
     rows = []
     for case_ref in reference["cases"]:
-        case = Case(case_ref["profile"], case_ref["architecture"], case_ref["sigma"])
+        case = _case(case_ref)
         for point in case_ref["points"]:
             ttft, tpot = case.closed_form(point["rate_per_s"])
             row = {"case": case.key, "profile": case.profile,
@@ -161,8 +166,8 @@ def evaluate(reference: dict) -> list[dict[str, object]]:
 def knees(reference: dict) -> list[dict[str, object]]:
     """Each case's predicted limit against the simulated knee: ``holds`` when the
     simulation is stable at 0.95 of the limit and unstable at 1.05."""
-    return [{"case": c["profile"] + "|" + c["architecture"] + f"|{c['sigma']:g}",
-             "limit_rps": c["limit_rps"], "stable_below": c["knee"]["stable_at_0.95"],
+    return [{"case": _case(c).key, "limit_rps": c["limit_rps"],
+             "stable_below": c["knee"]["stable_at_0.95"],
              "stable_above": c["knee"]["stable_at_1.05"],
              "holds": c["knee"]["stable_at_0.95"] and not c["knee"]["stable_at_1.05"]}
             for c in reference["cases"]]
