@@ -6,8 +6,9 @@ The dataset has the seed point's layout (:func:`validate.point.run_point`): ``va
 statistic``, where ``statistic`` now spans TTFT, TPOT, E2E and SLO attainment, each with
 its ``metric``, ``unit`` and ``label`` coordinate; the source besides ``simulation`` is
 ``closed_form`` (:func:`analytic.batched_estimate`). A statistic the closed forms do not
-give yet (P90 TPOT; the colocated form's percentiles and attainment; any chunked or
-non-Poisson point) is NaN with verdict ``n/a``: shown, never guessed.
+give yet (P90 TPOT; the colocated forms' percentiles and attainment; chunked prefill
+instances in a disaggregated cluster; non-Poisson arrivals) is NaN with verdict ``n/a``:
+shown, never guessed.
 
 Stability is the simulation's (every replication's backlog stayed bounded); the
 ``offered_load`` is the arrival rate over the closed form's stability limit, the scale on
@@ -47,7 +48,8 @@ CLOSED_FORM = "closed_form"
 
 def closed_form(workload, cluster, slo=None) -> tuple[dict, str]:
     """:func:`analytic.batched_estimate`, or ``({}, reason)`` where no closed form covers
-    the cluster yet (a chunked policy, non-Poisson arrivals: the reason names it)."""
+    the cluster yet (a disaggregated cluster's chunked prefill instances, non-Poisson
+    arrivals: the reason names it)."""
     try:
         return analytic.batched_estimate(workload, cluster, slo), ""
     except ValueError as exc:
