@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import signal, stats
 
 from spec import Profile, TokenDist
 
+from .batched_slo import SLO_KEYS, TTFT_PERCENTILES, GapLaw, TTFTLaw, tpot_share
 from .queues import ArrayLike, _arr, _out
 
 #: The exact chain is solved densely on at most this many batch sizes (a 4000 x 4000
@@ -120,20 +122,35 @@ def batch_prefill_ttft_moment2(arrival_rate: float, intercept_s: float, mean_cos
     if pi.size == 0:
         return math.inf
     x = np.arange(1, pi.size + 1, dtype=float)
+    sums, riders = _rider_sums(lam, a, e1, var, *_batch_moments(a, e1, var, mu3, x))
+    idle = np.exp(-lam * a) * float(cost_laplace) ** x
+    num = pi @ (sums + idle * ((a + e1) ** 2 + var))
+    den = pi @ (riders + idle)
+    return float(num / den)
+
+
+def _batch_moments(a: float, e1: float, var: float, mu3: float, x: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``E[S_x^k]``, ``k = 1, 2, 3``, of a prefill step of ``x`` prompts,
+    ``S_x = a + beta_1 + .. + beta_x``: mean ``a + x e1``, variance ``x var``, third
+    central moment ``x mu3`` (cumulants add)."""
     s1 = a + x * e1
-    s2 = s1 * s1 + x * var
-    s3 = s1 ** 3 + 3.0 * s1 * x * var + x * mu3
-    # E[m^k S^j] over S, m | S ~ Poisson(lam S): E[m] = lam S, E[m^2] = lam S + (lam S)^2,
-    # E[m^3] = lam S + 3 (lam S)^2 + (lam S)^3
+    return s1, s1 * s1 + x * var, s1 ** 3 + 3.0 * s1 * x * var + x * mu3
+
+
+def _rider_sums(lam: float, a: float, e1: float, var: float, s1, s2, s3
+                ) -> tuple[np.ndarray, np.ndarray]:
+    r"""``E[sum_r T_r^2]`` and ``E[m]`` over the riders of the prefill step that follows a
+    step ``S`` of moments ``s1, s2, s3`` (:func:`batch_prefill_ttft_moment2`): with
+    :math:`m \mid S \sim \mathrm{Poisson}(\lambda S)`, :math:`E[m] = \lambda S`,
+    :math:`E[m^2] = \lambda S + (\lambda S)^2`,
+    :math:`E[m^3] = \lambda S + 3(\lambda S)^2 + (\lambda S)^3`."""
     em_s2 = lam * s3 / 3.0  # E[m] S^2 / 3
     s_terms = a * lam * s2 + e1 * (lam * s2 + lam * lam * s3)  # S (a E[m] + e1 E[m^2])
     em1, em2 = lam * s1, lam * s1 + lam * lam * s2
     em3 = lam * s1 + 3.0 * lam * lam * s2 + lam ** 3 * s3
     n_terms = a * a * em1 + 2.0 * a * e1 * em2 + e1 * e1 * em3 + var * em2
-    idle = np.exp(-lam * a) * float(cost_laplace) ** x
-    num = pi @ (em_s2 + s_terms + n_terms + idle * ((a + e1) ** 2 + var))
-    den = pi @ (em1 + idle)
-    return float(num / den)
+    return em_s2 + s_terms + n_terms, em1
 
 
 def batch_prefill_capacity(mean_cost_s: ArrayLike) -> float | np.ndarray:
@@ -187,11 +204,12 @@ def _step_chain(lam: float, a: float, e1: float, var: float, laplace: float,
 
     Returns
     -------
-    ttft_s, pi, mean_step_s : float, ndarray, ndarray
-        ``pi[x]`` and ``E[S_x]`` for ``x = 0 ..`` (state 0 the decode step or idle wait);
-        None where more than ``max_states`` batch sizes would be needed.
+    ttft_s, pi, mean_step_s, transitions : float, ndarray, ndarray, ndarray
+        ``pi[x]`` and ``E[S_x]`` for ``x = 0 ..`` (state 0 the decode step or idle wait),
+        and the chain's transition matrix; None where more than ``max_states`` batch
+        sizes would be needed.
     """
-    q = decoding / (decoding + (1.0 - decoding) * lam * decode_s) if decoding > 0 else 0.0
+    q = _decode_share(lam, decode_s, decoding)
     states = 64
     while True:
         x = np.arange(0, states + 1, dtype=float)
@@ -226,7 +244,7 @@ def _step_chain(lam: float, a: float, e1: float, var: float, laplace: float,
         states = min(2 * states, max_states)
     m = lam * mean_s
     num = pi @ (lam * second_s / 2.0 + a * m + e1 * (m + lam * lam * second_s))
-    return float(num / (pi @ m)), pi, mean_s
+    return float(num / (pi @ m)), pi, mean_s, P
 
 
 def _chain(lam: float, a: float, e1: float, var: float, laplace: float
@@ -246,7 +264,7 @@ def _chain(lam: float, a: float, e1: float, var: float, laplace: float
             f"arrival_rate = {lam!r}: the exact chain needs more than "
             f"{CHAIN_MAX_STATES} batch sizes at load lam E[beta] = {lam * e1:.4g}; "
             "use batch_prefill_ttft (the closed form) this close to saturation")
-    ttft, pi, _ = solved
+    ttft, pi = solved[:2]
     return ttft, pi[1:] / pi[1:].sum()
 
 
@@ -407,18 +425,27 @@ def _colocated_chain(lam: float, a: float, e1: float, var: float, laplace: float
                          COLOCATED_CHAIN_STATES)
     if solved is None:
         return math.inf, math.inf
-    ttft, pi, mean_s = solved
+    ttft, pi, mean_s, _ = solved
     return ttft, float(pi @ mean_s / pi[0])
 
 
 def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
                           profile: Profile, chain: bool = True) -> tuple[float, float]:
+    return _prefill_priority_solve(lam, prompt, output, profile, chain)[:2]
+
+
+def _prefill_priority_solve(lam: float, prompt: TokenDist, output: TokenDist,
+                            profile: Profile, chain: bool = True
+                            ) -> tuple[float, float, float]:
+    """Mean TTFT, TPOT and the decode step at the fixed point of
+    :func:`colocated_prefill_priority` (one instance at ``lam``); ``inf`` where none."""
     a_p, b_p, c_p = prefill_affine(profile)
     e1, e2 = prefill_cost_moments(b_p, c_p, prompt)
     eo, eo2 = output.raw_moment(1), output.raw_moment(2)
     if lam == 0.0:  # alone: decode j of O - 1 sums P + j, so TPOT = a + b (P + O/2) + c
         a_d, b_d, c_d = _decode_coeffs(profile, 1.0, prompt.raw_moment(1) + eo / 2.0 - 1.0)
-        return a_p + e1, a_d + c_d + b_d * (prompt.raw_moment(1) + eo / 2.0)
+        tpot = a_d + c_d + b_d * (prompt.raw_moment(1) + eo / 2.0)
+        return a_p + e1, tpot, tpot
     # length-biased mean context of an active decode: E[(O-1)(P + (O-2)/2)] / E[O-1]
     ctx = prompt.raw_moment(1) + (eo2 - 3.0 * eo + 2.0) / (2.0 * (eo - 1.0)) if eo > 1 \
         else prompt.raw_moment(1)
@@ -443,7 +470,7 @@ def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
     while residual(hi) <= 0.0:
         hi *= 2.0
         if hi > 1e5:
-            return math.inf, math.inf  # decode work outgrows the time: unstable
+            return math.inf, math.inf, math.inf  # decode work outgrows the time: unstable
     lo = hi / 2.0 if hi > 1e-4 else 0.0
     for _ in range(200):
         mid = 0.5 * (lo + hi)
@@ -463,7 +490,7 @@ def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
     es2 = a_p * a_p + 2.0 * a_p * nbar * e1 + nbar * (e2 - e1 * e1) + en2 * e1 * e1
     lambda2 = r_d * tau * tau + r_p * es2  # time-average of the current step's length
     if not chain:
-        return a_p + e1 + (0.5 + lam * e1) * lambda2, tpot
+        return a_p + e1 + (0.5 + lam * e1) * lambda2, tpot, tau
     # the same fixed point on the chain of steps, where the moments' one exists
     laplace = prefill_cost_laplace(lam, b_p, c_p, prompt)
 
@@ -477,14 +504,15 @@ def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
     while gap(hi) <= 0.0:
         lo, hi = hi, 2.0 * hi
         if hi > 1e5:
-            return math.inf, math.inf
+            return math.inf, math.inf, math.inf
     while hi - lo > 1e-7 * hi:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if gap(mid) <= 0.0 else (lo, mid)
     # an arrival finds some request decoding with probability 1 - e^{-B} (B Poisson)
-    ttft = _colocated_chain(lam, a_p, e1, e2 - e1 * e1, laplace, step(hi)[0],
+    tau = step(hi)[0]
+    ttft = _colocated_chain(lam, a_p, e1, e2 - e1 * e1, laplace, tau,
                             -math.expm1(-tokens * hi))[0]
-    return (ttft, hi) if math.isfinite(ttft) else (math.inf, math.inf)
+    return (ttft, hi, tau) if math.isfinite(ttft) else (math.inf, math.inf, math.inf)
 
 
 def _capped(one, arrival_rate: ArrayLike, prompt: TokenDist, output: TokenDist,
@@ -609,6 +637,14 @@ def _steps_to_finish(prompt: TokenDist, own: float, budget: float, backlog: floa
 
 def _chunked_one(lam: float, prompt: TokenDist, output: TokenDist, profile: Profile,
                  budget: int, threshold: int | None) -> tuple[float, float]:
+    return _chunked_solve(lam, prompt, output, profile, budget, threshold)[:2]
+
+
+def _chunked_solve(lam: float, prompt: TokenDist, output: TokenDist, profile: Profile,
+                   budget: int, threshold: int | None
+                   ) -> tuple[float, float, dict[str, float] | None]:
+    """Mean TTFT and TPOT of :func:`colocated_chunked` (one instance at ``lam``) and the
+    instance's state at the fixed point (None where there is none)."""
     a_p, b_p, c_p = prefill_affine(profile)
     e_l, e_l2 = prompt.raw_moment(1), prompt.raw_moment(2)
     eo, eo2 = output.raw_moment(1), output.raw_moment(2)
@@ -650,10 +686,10 @@ def _chunked_one(lam: float, prompt: TokenDist, output: TokenDist, profile: Prof
         lo, hi = (mid, hi) if residual(mid) <= 0.0 else (lo, mid)
     s = state(hi)
     if s is None:
-        return math.inf, math.inf
+        return math.inf, math.inf, None
     rho = s["rho"]
     if lam == 0.0:  # alone: its own chunks, a_p a step, and its tokens
-        return s["n1"] * s["alpha"] + b_p * e_l + c_p * s["sq"], hi
+        return s["n1"] * s["alpha"] + b_p * e_l + c_p * s["sq"], hi, s
     current = 0.5 * (rho * s["tau_p"] + (1.0 - rho) * -math.expm1(-s["batch"]) * s["tau_d"])
     theta = rho / (lam * e_l)  # seconds a prompt token takes in steps with prefill
     backlog = lam * theta * e_l2 / (2.0 * (1.0 - rho))  # Pollaczek-Khinchine, in tokens
@@ -666,7 +702,7 @@ def _chunked_one(lam: float, prompt: TokenDist, output: TokenDist, profile: Prof
     squares = whole * math.floor(s["own"]) ** 2 + rest * rest
     ttft = current + steps * s["alpha"] + b_p * (backlog + e_l) \
         + c_p * (s["sq"] + backlog * float(w @ (v * squares)) / e_l2)
-    return ttft, hi
+    return ttft, hi, dict(s, current_s=current, theta_s=theta)
 
 
 def colocated_chunked(arrival_rate: ArrayLike, prompt: TokenDist, output: TokenDist,
@@ -731,6 +767,164 @@ def colocated_chunked(arrival_rate: ArrayLike, prompt: TokenDist, output: TokenD
                    arrival_rate, prompt, output, kv_capacity_tokens, max_num_seqs)
 
 
+def _decode_share(lam: float, decode_s: float, decoding: float) -> float:
+    """:func:`_step_chain`'s ``q``: the chance an empty-handed step is a decode step (not
+    an idle wait), so that idle time is the share ``1 - decoding`` between prefills."""
+    return decoding / (decoding + (1.0 - decoding) * lam * decode_s) if decoding > 0 else 0.0
+
+
+def _chain_ttft_moment2(lam: float, a: float, e1: float, var: float, mu3: float,
+                        pi: np.ndarray, decode_s: float, decoding: float) -> float:
+    r"""``E[T^2]`` of the TTFT over :func:`_step_chain`'s stationary law ``pi``: the
+    riders of each step (:func:`_rider_sums`, a prefill step of ``x`` prompts by
+    :func:`_batch_moments`, a decode step of ``decode_s``) and, after an idle wait, a
+    lone arrival of :math:`E[T^2] = (a + E[\beta])^2 + \mathrm{Var}\,\beta`, divided
+    by the riders (the mean's denominator). :func:`batch_prefill_ttft_moment2` on the
+    colocated chain; this toolkit's derivation."""
+    q = _decode_share(lam, decode_s, decoding)
+    x = np.arange(1, len(pi), dtype=float)
+    sums, riders = _rider_sums(lam, a, e1, var, *_batch_moments(a, e1, var, mu3, x))
+    d_sums, d_riders = _rider_sums(lam, a, e1, var, decode_s, decode_s ** 2, decode_s ** 3)
+    num = pi[1:] @ sums + pi[0] * (q * d_sums + (1.0 - q) * ((a + e1) ** 2 + var))
+    den = pi[1:] @ riders + pi[0] * (q * d_riders + (1.0 - q))
+    return float(num / den)
+
+
+def _chain_gap(transitions: np.ndarray, a: float, e1: float, var: float) -> tuple[
+        float, float, float]:
+    r"""The prefill work between two decode steps of :func:`_step_chain` with every
+    empty-handed step a decode (``decoding = 1``; state 0 regenerates the chain, so the
+    gaps are i.i.d.): ``P(G = 0)``, ``E[G]``, ``E[G^2]``. With :math:`Q` the transitions
+    among prefill states and :math:`s_1, s_2` their steps' moments, the first-passage
+    moments to state 0 solve :math:`h_1 = s_1 + Q h_1` and
+    :math:`h_2 = s_2 + 2 s_1 (Q h_1) + Q h_2` (a step's length taken independent of the
+    batches after it); ``G`` starts from the decode step's arrivals."""
+    P = transitions
+    x = np.arange(1, len(P), dtype=float)
+    s1, s2, _ = _batch_moments(a, e1, var, 0.0, x)
+    free = np.eye(len(x)) - P[1:, 1:]
+    h1 = np.linalg.solve(free, s1)
+    h2 = np.linalg.solve(free, s2 + 2.0 * s1 * (P[1:, 1:] @ h1))
+    return float(P[0, 0]), float(P[0, 1:] @ h1), float(P[0, 1:] @ h2)
+
+
+@dataclass(frozen=True)
+class ColocatedLaw:
+    """One colocated instance's TTFT law and per-token gap law
+    (:mod:`analytic.batched_slo`), with the means they carry, and its decode batch: the
+    law ``batch_pmf[k] = P(N = k)`` and the decode step ``decode_step_s[k]`` at each
+    ``k`` (the gap law's ``base_s`` is the step at the mean batch)."""
+
+    ttft: TTFTLaw
+    gap: GapLaw
+    mean_ttft_s: float
+    mean_tpot_s: float
+    batch_pmf: np.ndarray
+    decode_step_s: np.ndarray
+
+
+def _decode_batches(profile: Profile, mean: float, prompt: TokenDist, output: TokenDist
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The decode batch's law around its mean ``mean`` and the decode step at each size
+    (:func:`analytic.batched_disagg.batch_law` with
+    :func:`~analytic.batched_disagg.batch_variance` over
+    :func:`~analytic.batched_disagg.decode_step_table` at the length-biased mean
+    context), tabulated to where the law's tail is below ``1e-12``."""
+    from .batched_disagg import DECODE_MAX_BATCH, batch_law, batch_variance, decode_step_table
+
+    e_l, eo, eo2 = prompt.raw_moment(1), output.raw_moment(1), output.raw_moment(2)
+    ctx = e_l + (eo2 - 3.0 * eo + 2.0) / (2.0 * (eo - 1.0)) if eo > 1 else e_l
+    size = 64
+    while True:
+        table = decode_step_table(profile, ctx, size)
+        pmf, beyond = batch_law(mean, batch_variance(mean, table), size + 1)
+        if beyond < 1e-12 or size >= DECODE_MAX_BATCH:
+            return pmf, table
+        size = min(2 * size, DECODE_MAX_BATCH)
+
+
+def prefill_priority_law(arrival_rate: float, prompt: TokenDist, output: TokenDist,
+                         profile: Profile) -> ColocatedLaw | None:
+    r"""The laws of one colocated ``prefill_priority`` instance at ``arrival_rate``
+    (:func:`colocated_prefill_priority`'s chain at its fixed point): TTFT
+    :math:`T = W + \beta(L)` with ``W`` gamma of mean :math:`E[T] - E[\beta]` and
+    variance :math:`\mathrm{Var}\,T - \mathrm{Var}\,\beta`
+    (:func:`_chain_ttft_moment2`); TPOT: the decode step plus the chain's prefill work
+    between two decode steps (:func:`_chain_gap`). None where the form has no fixed
+    point."""
+    lam = float(arrival_rate)
+    ttft, tpot, tau = _prefill_priority_solve(lam, prompt, output, profile)
+    if not math.isfinite(ttft):
+        return None
+    a_p, b_p, c_p = prefill_affine(profile)
+    _, beta, w = prefill_costs(b_p, c_p, prompt)
+    e1, e2 = prefill_cost_moments(b_p, c_p, prompt)
+    var = e2 - e1 * e1
+    if lam == 0.0:  # alone: its own prefill, then its decodes
+        return ColocatedLaw(TTFTLaw(beta, w, a_p, 0.0), GapLaw(tau, 1.0, 0.0, 0.0), ttft, tpot,
+                            np.array([0.0, 1.0]), np.array([0.0, tau]))
+    laplace = prefill_cost_laplace(lam, b_p, c_p, prompt)
+    decoding = -math.expm1(-lam * (output.raw_moment(1) - 1.0) * tpot)
+    solved = _step_chain(lam, a_p, e1, var, laplace, tau, decoding, COLOCATED_CHAIN_STATES)
+    busy = _step_chain(lam, a_p, e1, var, laplace, tau, 1.0, COLOCATED_CHAIN_STATES)
+    if solved is None or busy is None:
+        return None
+    m2 = _chain_ttft_moment2(lam, a_p, e1, var, prefill_cost_central3(b_p, c_p, prompt),
+                             solved[1], tau, decoding)
+    law = TTFTLaw(beta, w, ttft - e1, max(m2 - ttft * ttft - var, 0.0))
+    batches = _decode_batches(profile, lam * (output.raw_moment(1) - 1.0) * tpot, prompt,
+                              output)
+    return ColocatedLaw(law, GapLaw(tau, *_chain_gap(busy[3], a_p, e1, var)), ttft, tpot,
+                        *batches)
+
+
+def chunked_law(arrival_rate: float, prompt: TokenDist, output: TokenDist, profile: Profile,
+                max_num_batched_tokens: int, long_prefill_token_threshold: int | None = None
+                ) -> ColocatedLaw | None:
+    r"""The laws of one colocated ``chunked`` instance at ``arrival_rate``
+    (:func:`colocated_chunked` at its fixed point). TTFT :math:`T = W + g(L)`: ``g`` the
+    prompt's own steps alone, :math:`\lceil L/k \rceil \alpha + b_p L + c_p
+    \sum \mathrm{chunk}^2`; ``W`` gamma of mean :math:`E[T] - E[g(L)]` and the variance
+    of the Pollaczek-Khinchine wait of an M/G/1 queue serving prompts in
+    :math:`\theta L` seconds, :math:`E[W_q^2] = 2E[W_q]^2 + \lambda\theta^3 E[L^3] /
+    (3(1-\rho))`, plus the current step's residual (uniform: its mean squared over 3).
+    TPOT: every step carries the tagged decode; a share :math:`\pi = r_p t` of them also
+    prefill and are longer by :math:`\tau_p - \tau_d` (their mean), the rest are
+    :math:`\tau_d`. None where the form has no fixed point."""
+    lam = float(arrival_rate)
+    ttft, tpot, s = _chunked_solve(lam, prompt, output, profile, int(max_num_batched_tokens),
+                                   long_prefill_token_threshold)
+    if s is None or not math.isfinite(ttft):
+        return None
+    a_p, b_p, c_p = prefill_affine(profile)
+    v, _, w = prefill_costs(1.0, 0.0, prompt)
+    own = max(math.floor(s["own"]), 1)
+    whole, rest = np.divmod(v, own)
+    g = np.ceil(v / own) * s["alpha"] + b_p * v + c_p * (whole * own * own + rest * rest)
+    if lam == 0.0:
+        return ColocatedLaw(TTFTLaw(g, w, 0.0, 0.0), GapLaw(tpot, 1.0, 0.0, 0.0), ttft, tpot,
+                            np.array([0.0, 1.0]), np.array([0.0, tpot]))
+    rho, theta = s["rho"], s["theta_s"]
+    wq = lam * theta ** 2 * prompt.raw_moment(2) / (2.0 * (1.0 - rho))
+    wq2 = 2.0 * wq * wq + lam * theta ** 3 * prompt.raw_moment(3) / (3.0 * (1.0 - rho))
+    var_w = wq2 - wq * wq + s["current_s"] ** 2 / 3.0
+    law = TTFTLaw(g, w, max(ttft - float(g @ w), 0.0), var_w)
+    share = min(s["r_p"] * tpot, 1.0)
+    extra = max(s["tau_p"] - s["tau_d"], 0.0)
+    gap = GapLaw(s["tau_d"], 1.0 - share, share * extra, share * extra * extra)
+    return ColocatedLaw(law, gap, ttft, tpot, *_decode_batches(profile, s["batch"], prompt,
+                                                                output))
+
+
+def colocated_slo(law: ColocatedLaw, output: TokenDist, slo) -> dict[str, float]:
+    """The shares of requests meeting ``slo``'s TTFT bound (by ``law.ttft``), its TPOT
+    bound (:func:`analytic.batched_slo.tpot_share`) and both (taken as independent)."""
+    ttft = float(law.ttft.cdf(np.array([slo.ttft_s]))[0])
+    tpot = tpot_share(slo.tpot_s, law.gap, output, law.batch_pmf, law.decode_step_s)
+    return {"slo_attainment_ttft": ttft, "slo_attainment_tpot": tpot,
+            "slo_attainment": ttft * tpot}
+
+
 def largest_rate(ok, start: float = 1.0, ceiling: float = 1e6, steps: int = 40) -> float:
     """The largest rate ``r`` with ``ok(r)``, for ``ok`` true below a limit and false
     above it: doubling from ``start`` until ``ok`` fails (at most ``ceiling``), then
@@ -777,9 +971,11 @@ def batched_estimate(workload, cluster, slo=None) -> dict[str, float | bool | st
     :data:`CAP_MARGIN` below compute's (a chunked instance's with an unbounded budget),
     else ``compute``: every cap is reached just below compute's limit, where the batch
     grows without bound),
-    ``kv_in_use_fraction``, ``mean_batch``, ``method``. Given ``slo`` (a
-    :class:`spec.SLO`), the disaggregated form adds its SLO shares
-    (:func:`analytic.batched_disagg.slo_attainment`).
+    ``kv_in_use_fraction``, ``mean_batch``, ``method``; ``p50_ttft_s``, ``p90_ttft_s``,
+    ``p99_ttft_s`` from the instance's TTFT law (:func:`prefill_priority_law`,
+    :func:`chunked_law`) and, given ``slo`` (a :class:`spec.SLO`), the shares meeting it
+    (:func:`colocated_slo`; a disaggregated cluster's by
+    :func:`analytic.batched_disagg.slo_attainment`).
 
     Raises
     ------
@@ -837,9 +1033,18 @@ def batched_estimate(workload, cluster, slo=None) -> dict[str, float | bool | st
     caps = {b: v for b, v in alone.items() if v < alone["compute"] * (1.0 - CAP_MARGIN)}
     binding = min(caps, key=caps.__getitem__) if caps else "compute"
     stable = math.isfinite(ttft)
+    law = None
+    if stable:
+        law = chunked_law(lam, p, o, prof, inst.max_num_batched_tokens,
+                          inst.long_prefill_token_threshold) if inst.policy == "chunked" \
+            else prefill_priority_law(lam, p, o, prof)
+    pct = law.ttft.percentiles() if law else {
+        f"p{round(q * 100)}_ttft_s": math.inf for q in TTFT_PERCENTILES}
+    shares = {} if slo is None else colocated_slo(law, o, slo) if law else {
+        k: math.nan for k in SLO_KEYS}
     return {
         "method": f"{method} (Poisson rate/instances per instance)",
-        "mean_ttft_s": ttft, "mean_tpot_s": tpot,
+        "mean_ttft_s": ttft, **pct, "mean_tpot_s": tpot, **shares,
         "mean_e2e_s": ttft + (o.raw_moment(1) - 1.0) * tpot, "stable": stable,
         "stability_limit_rps": lo * k, "binding": binding,
         **{f"limit_{b.replace(' ', '_')}_rps": v * k for b, v in alone.items()},

@@ -52,12 +52,9 @@ from .batched import (
     prefill_cost_moments,
     prefill_costs,
 )
+from .batched_slo import SLO_KEYS, TTFT_PERCENTILES, TTFTLaw, batch_tpot_share
 from .queues import erlang_c
 
-#: The TTFT percentiles the disaggregated form gives (``p50_ttft_s`` ...).
-TTFT_PERCENTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
-#: The SLO shares it gives when asked (:func:`slo_attainment`).
-SLO_KEYS: tuple[str, ...] = ("slo_attainment_ttft", "slo_attainment_tpot", "slo_attainment")
 
 #: Decode batches are tabulated up to this many requests; the batch law's mass beyond
 #: the table must stay below :data:`DECODE_TAIL` (else the point is beyond the form).
@@ -349,41 +346,6 @@ def _bound(parts: _Parts, prompt: TokenDist, cluster) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class TTFTLaw:
-    """The disaggregated form's TTFT law ``T = W + g(L)`` (:func:`ttft_law`): the own
-    prompt's cost ``g`` at each prompt length, their probabilities ``w``, and the gamma
-    part ``W``'s mean and variance."""
-
-    g: np.ndarray
-    w: np.ndarray
-    mean_w: float
-    var_w: float
-
-    def cdf(self, t) -> np.ndarray:
-        """``P(T <= t)`` for each ``t``: ``sum_l P(L = l) F_W(t - g(l))``."""
-        x = np.asarray(t, dtype=float)[:, None] - self.g[None, :]
-        if self.var_w <= 0.0 or self.mean_w <= 0.0:
-            f = (x >= self.mean_w).astype(float)
-        else:  # the gamma cdf as the regularised incomplete gamma function
-            f = special.gammainc(self.mean_w ** 2 / self.var_w,
-                                 np.maximum(x, 0.0) * (self.mean_w / self.var_w))
-        return f @ self.w
-
-    def quantiles(self, probs) -> np.ndarray:
-        """The ``probs`` quantiles (s), by bisection to 2^-60 of the bracket."""
-        probs = np.atleast_1d(np.asarray(probs, dtype=float))
-        lo = np.full(probs.shape, float(self.g.min()))
-        hi = np.full(probs.shape, float(self.g.max()) + max(self.mean_w, 0.0)
-                     + 60.0 * math.sqrt(self.var_w) + 1e-9)
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            below = self.cdf(mid) < probs
-            lo = np.where(below, mid, lo)
-            hi = np.where(below, hi, mid)
-        return hi
-
-
 def ttft_law(parts: _Parts, ttft_mean_s: float, prompt: TokenDist, cluster) -> TTFTLaw:
     r"""The disaggregated form's TTFT law (a finite mean): ``T = W + g(L)``, the request's
     own prompt ``L`` exactly and the rest ``W`` as a gamma law.
@@ -410,24 +372,20 @@ def ttft_law(parts: _Parts, ttft_mean_s: float, prompt: TokenDist, cluster) -> T
     return TTFTLaw(g, w, ttft_mean_s - float(g @ w), max(var_w, 0.0))
 
 
-def slo_attainment(law: TTFTLaw, parts: _Parts, cluster, slo) -> dict[str, float]:
+def slo_attainment(law: TTFTLaw, parts: _Parts, output: TokenDist, cluster, slo
+                   ) -> dict[str, float]:
     """The shares of requests meeting ``slo.ttft_s`` (by the TTFT ``law``),
-    ``slo.tpot_s`` and both.
-
-    The TPOT law is not modelled yet: with ``first_token: decode`` a request's TPOT is a
-    mean of its decode steps, none longer than the step of the largest batch the decode
-    pool's law reaches (``P(tau(N) > bound) <= 1e-6``), so the TPOT bound is met by every
-    request where that step is within it (share 1, and both = the TTFT share); elsewhere
-    the TPOT and joint shares are NaN (unknown, never guessed)."""
+    ``slo.tpot_s`` (:func:`analytic.batched_slo.batch_tpot_share` over the decode pool's
+    batch law; with ``first_token: prefill`` the transfer and boundary wait fall inside
+    the first gap) and both (taken as independent: the TTFT is the prefill pool's, the
+    TPOT the decode pool's)."""
     ttft = float(law.cdf(np.array([slo.ttft_s]))[0])
-    tpot = math.nan
-    if cluster.first_token == "decode":
-        pmf, beyond = batch_law(parts.pool.mean_batch, parts.pool.batch_variance,
-                                len(parts.table))
-        slow = float(pmf[parts.table > slo.tpot_s].sum()) + beyond
-        tpot = 1.0 if slow <= 1e-6 else math.nan
+    pmf, _ = batch_law(parts.pool.mean_batch, parts.pool.batch_variance, len(parts.table))
+    shift = 0.0 if cluster.first_token == "decode" else \
+        parts.transfer_s + parts.pool.boundary_wait_s
+    tpot = batch_tpot_share(slo.tpot_s, pmf, parts.table, shift, output)
     return {"slo_attainment_ttft": ttft, "slo_attainment_tpot": tpot,
-            "slo_attainment": ttft * tpot if tpot == 1.0 else math.nan}
+            "slo_attainment": ttft * tpot}
 
 
 def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenDist,
@@ -473,8 +431,8 @@ def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenD
         p_more = float(probs[values >= 2].sum() / probs.sum())
         e2e = parts.prefill_s + p_more * (transfer_s + wait) + steps_after_first * pool.tpot_s
     law = ttft_law(parts, ttft, prompt, cluster)
-    pct = dict(zip(pct, (float(v) for v in law.quantiles(TTFT_PERCENTILES)), strict=True))
-    shares = slo_attainment(law, parts, cluster, slo) if slo else {}
+    pct = law.percentiles()
+    shares = slo_attainment(law, parts, output, cluster, slo) if slo else {}
     return dict(out, mean_ttft_s=ttft, **pct, mean_tpot_s=tpot, mean_e2e_s=e2e, **shares)
 
 
