@@ -55,7 +55,6 @@ from .batched import (
 from .batched_slo import SLO_KEYS, TTFT_PERCENTILES, TTFTLaw, batch_tpot_share
 from .queues import erlang_c
 
-
 #: Decode batches are tabulated up to this many requests; the batch law's mass beyond
 #: the table must stay below :data:`DECODE_TAIL` (else the point is beyond the form).
 DECODE_MAX_BATCH = 4096

@@ -14,17 +14,16 @@ from analytic.batched import (
     batch_prefill_ttft_moment2,
     chunked_law,
     colocated_slo,
+    prefill_affine,
     prefill_cost_central3,
     prefill_cost_laplace,
-    prefill_affine,
     prefill_cost_moments,
     prefill_priority_law,
 )
 from analytic.batched_slo import GapLaw, tpot_share
 from simulation.batched_fast import simulate_batched_fast
 from simulation.requests import generate_requests
-from spec import SLO, ArrivalProcess, BatchedColocated, Instance, TokenDist, Workload
-from spec import load_profile
+from spec import SLO, ArrivalProcess, BatchedColocated, Instance, TokenDist, Workload, load_profile
 
 PROFILE = "distserve/opt-13b_tp1"
 OUTPUT = TokenDist.lognormal(5.0, 0.8, 2)
