@@ -92,15 +92,18 @@ from .batched import (  # noqa: E402
     prefill_cost_moments,
     prefill_costs,
 )
+from .batched import chunked_law, colocated_slo, prefill_priority_law  # noqa: E402
 from .batched_disagg import (  # noqa: E402
     disaggregated_batched,
     stability_limits,
     ttft_law,
 )
+from .goodput import goodput, slo_attainment_at  # noqa: E402
 
 __all__ += ["batch_prefill_capacity", "batch_prefill_chain_ttft", "batch_prefill_random_ttft",
             "batch_prefill_ttft", "batch_prefill_ttft_moment2", "batched_estimate",
             "chunk_counts", "colocated_chunked", "colocated_prefill_priority",
             "disaggregated_batched", "prefill_affine",
             "prefill_cost_central3", "prefill_cost_laplace", "prefill_cost_moments",
-            "prefill_costs", "stability_limits", "ttft_law"]
+            "prefill_costs", "stability_limits", "ttft_law", "chunked_law", "colocated_slo",
+            "prefill_priority_law", "goodput", "slo_attainment_at"]

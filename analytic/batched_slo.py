@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy import special
@@ -85,6 +86,35 @@ class GapLaw:
     m2_s2: float
 
 
+#: Output lengths are grouped into this many log-spaced bins for the TPOT share (a
+#: share is smooth in the length; the exact law has up to millions of lengths).
+OUTPUT_BINS = 256
+
+
+@lru_cache(maxsize=64)
+def output_bins(output: TokenDist, bins: int = OUTPUT_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """The output law grouped for :func:`tpot_share`: each length with its probability
+    where there are at most ``bins`` lengths; else ``bins`` log-spaced groups of lengths
+    of two or more tokens, each at its probability-weighted mean length (one-token
+    requests kept apart: they have no TPOT)."""
+    values, probs = output.pmf()
+    probs = probs / probs.sum()
+    values = values.astype(float)
+    if len(values) <= bins:
+        return values, probs
+    one = float(probs[values == 1.0].sum())
+    many = values >= 2.0
+    v, w = values[many], probs[many]
+    edges = np.geomspace(v[0], v[-1] + 1.0, bins + 1)
+    group = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, bins - 1)
+    mass = np.bincount(group, weights=w, minlength=bins)
+    mean = np.bincount(group, weights=w * v, minlength=bins)
+    keep = mass > 0.0
+    out_v = np.concatenate(([1.0], mean[keep] / mass[keep]))
+    out_w = np.concatenate(([one], mass[keep]))
+    return out_v, out_w
+
+
 def _seen_batches(batch_pmf, step_s) -> tuple[np.ndarray, np.ndarray, float]:
     """The batch sizes a request sees (size-biased: a step of ``n`` is seen by ``n``),
     their weights over the law's support (down to 1e-10) and the pool's mean batch."""
@@ -109,7 +139,8 @@ def tpot_share(bound_s: float, gap: GapLaw, output: TokenDist,
     :math:`X_n = G_1 + \dots + G_n`: none with probability :math:`p_0^n`, else gamma of
     mean :math:`n E[G] / (1 - p_0^n)` and second moment
     :math:`(n \mathrm{Var}\,G + n^2 E[G]^2) / (1 - p_0^n)` (the sum's exact two moments,
-    conditioned on some gap). Given the decode batch's law ``batch_pmf[k]`` and the
+    conditioned on some gap), over the output law grouped by :func:`output_bins`. Given
+    the decode batch's law ``batch_pmf[k]`` and the
     decode step ``step_s[k]``, a request sees one batch size its whole life (the batch
     moves slowly), size-biased, and its base is the gap law's moved by
     :math:`\tau(n) - \tau(E[N])`. This toolkit's construction; measured against the
@@ -120,9 +151,8 @@ def tpot_share(bound_s: float, gap: GapLaw, output: TokenDist,
         at, weights, mean = _seen_batches(batch_pmf, step_s)
         steps = np.asarray(step_s, dtype=float)
         bases = gap.base_s + steps[at] - float(np.interp(mean, np.arange(len(steps)), steps))
-    values, probs = output.pmf()
-    probs = probs / probs.sum()
-    n = values.astype(float) - 1.0
+    values, probs = output_bins(output)
+    n = values - 1.0
     many = n >= 1.0
     n = n[many]
     none = gap.p_zero ** n
@@ -160,9 +190,8 @@ def batch_tpot_share(bound_s: float, batch_pmf: np.ndarray, step_s: np.ndarray,
     steps = np.asarray(step_s, dtype=float)[at]
     if shift_s <= 0.0 or output is None:
         return float(seen @ (steps <= bound_s))
-    values, probs = output.pmf()
-    probs = probs / probs.sum()
-    gaps = values.astype(float) - 1.0
+    values, probs = output_bins(output)
+    gaps = values - 1.0
     ok = np.ones(len(values))
     many = gaps >= 1.0
     ok[many] = ((steps[None, :] + shift_s / gaps[many, None]) <= bound_s) @ seen
