@@ -76,7 +76,7 @@ from .capacity import (  # noqa: E402
 
 __all__ += ["SplitChoice", "best_split", "max_rate", "min_gpus", "saturation_rate_per_s"]
 
-from .batched import (  # noqa: E402
+from .batched import (  # noqa: E402  # noqa: E402
     batch_prefill_capacity,
     batch_prefill_chain_ttft,
     batch_prefill_random_ttft,
@@ -84,15 +84,17 @@ from .batched import (  # noqa: E402
     batch_prefill_ttft_moment2,
     batched_estimate,
     chunk_counts,
+    chunked_law,
     colocated_chunked,
     colocated_prefill_priority,
+    colocated_slo,
     prefill_affine,
     prefill_cost_central3,
     prefill_cost_laplace,
     prefill_cost_moments,
     prefill_costs,
+    prefill_priority_law,
 )
-from .batched import chunked_law, colocated_slo, prefill_priority_law  # noqa: E402
 from .batched_disagg import (  # noqa: E402
     disaggregated_batched,
     stability_limits,
