@@ -108,4 +108,4 @@ __all__ += ["batch_prefill_capacity", "batch_prefill_chain_ttft", "batch_prefill
             "disaggregated_batched", "prefill_affine",
             "prefill_cost_central3", "prefill_cost_laplace", "prefill_cost_moments",
             "prefill_costs", "stability_limits", "ttft_law", "chunked_law", "colocated_slo",
-            "prefill_priority_law", "goodput", "slo_attainment_at"]
+            "prefill_priority_law", "colocated_law", "goodput", "slo_attainment_at"]

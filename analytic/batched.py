@@ -429,6 +429,15 @@ def _colocated_chain(lam: float, a: float, e1: float, var: float, laplace: float
     return ttft, float(pi @ mean_s / pi[0])
 
 
+def decode_context(prompt: TokenDist, output: TokenDist) -> float:
+    """The length-biased mean context of an active decode,
+    ``E[(O-1)(P + (O-2)/2)] / E[O-1] = E[P] + (E[O^2] - 3E[O] + 2) / (2(E[O] - 1))`` (a
+    request of ``O`` tokens decodes ``O - 1`` times, at contexts ``P .. P + O - 2``);
+    ``E[P]`` where no request decodes."""
+    e_l, eo, eo2 = prompt.raw_moment(1), output.raw_moment(1), output.raw_moment(2)
+    return e_l + (eo2 - 3.0 * eo + 2.0) / (2.0 * (eo - 1.0)) if eo > 1 else e_l
+
+
 def _prefill_priority_one(lam: float, prompt: TokenDist, output: TokenDist,
                           profile: Profile, chain: bool = True) -> tuple[float, float]:
     return _prefill_priority_solve(lam, prompt, output, profile, chain)[:2]
@@ -441,14 +450,12 @@ def _prefill_priority_solve(lam: float, prompt: TokenDist, output: TokenDist,
     :func:`colocated_prefill_priority` (one instance at ``lam``); ``inf`` where none."""
     a_p, b_p, c_p = prefill_affine(profile)
     e1, e2 = prefill_cost_moments(b_p, c_p, prompt)
-    eo, eo2 = output.raw_moment(1), output.raw_moment(2)
+    eo = output.raw_moment(1)
     if lam == 0.0:  # alone: decode j of O - 1 sums P + j, so TPOT = a + b (P + O/2) + c
         a_d, b_d, c_d = _decode_coeffs(profile, 1.0, prompt.raw_moment(1) + eo / 2.0 - 1.0)
         tpot = a_d + c_d + b_d * (prompt.raw_moment(1) + eo / 2.0)
         return a_p + e1, tpot, tpot
-    # length-biased mean context of an active decode: E[(O-1)(P + (O-2)/2)] / E[O-1]
-    ctx = prompt.raw_moment(1) + (eo2 - 3.0 * eo + 2.0) / (2.0 * (eo - 1.0)) if eo > 1 \
-        else prompt.raw_moment(1)
+    ctx = decode_context(prompt, output)
     tokens = lam * (eo - 1.0)  # decode tokens per second
 
     def step(t: float) -> tuple[float, float, float, float]:
@@ -515,6 +522,18 @@ def _prefill_priority_solve(lam: float, prompt: TokenDist, output: TokenDist,
     return (ttft, hi, tau) if math.isfinite(ttft) else (math.inf, math.inf, math.inf)
 
 
+def past_caps(lam: float, tpot_s: float, prompt: TokenDist, output: TokenDist,
+              kv_capacity_tokens: float | None, max_num_seqs: int | None) -> bool:
+    """Whether a colocated instance at ``lam`` with mean TPOT ``tpot_s`` reaches a cap the
+    forms do not model: the mean KV in use (:func:`kv_tokens_in_use`) at
+    ``kv_capacity_tokens``, or the mean decode batch (Little: ``lam (E[O] - 1) TPOT``) at
+    ``max_num_seqs`` (either None: not checked)."""
+    batch = lam * (output.raw_moment(1) - 1.0) * tpot_s
+    return (kv_capacity_tokens is not None and math.isfinite(tpot_s)
+            and kv_tokens_in_use(lam, tpot_s, prompt, output) >= kv_capacity_tokens) \
+        or (max_num_seqs is not None and batch >= max_num_seqs)
+
+
 def _capped(one, arrival_rate: ArrayLike, prompt: TokenDist, output: TokenDist,
             kv_capacity_tokens: float | None, max_num_seqs: int | None
             ) -> tuple[float | np.ndarray, float | np.ndarray]:
@@ -526,10 +545,7 @@ def _capped(one, arrival_rate: ArrayLike, prompt: TokenDist, output: TokenDist,
     pairs = []
     for x in lam.ravel():
         ttft, tpot = one(float(x))
-        batch = float(x) * (output.raw_moment(1) - 1.0) * tpot
-        if (kv_capacity_tokens is not None and math.isfinite(tpot)
-                and kv_tokens_in_use(float(x), tpot, prompt, output) >= kv_capacity_tokens) \
-                or (max_num_seqs is not None and batch >= max_num_seqs):
+        if past_caps(float(x), tpot, prompt, output, kv_capacity_tokens, max_num_seqs):
             ttft, tpot = math.inf, math.inf
         pairs.append((ttft, tpot))
     ttft = np.array([p[0] for p in pairs]).reshape(lam.shape)
@@ -623,6 +639,14 @@ def chunk_counts(prompt: TokenDist, chunk_tokens: float) -> tuple[float, float]:
     return pieces, k * k * eq + e_l2 - 2.0 * k * eql + k * k * eq2
 
 
+def _chunk_squares(tokens: np.ndarray, chunk_tokens: float) -> np.ndarray:
+    """The sum of squared chunks of prompts of ``tokens`` cut into chunks of
+    ``k = max(floor(chunk_tokens), 1)``: ``q k^2 + r^2`` with ``L = qk + r``."""
+    k = max(math.floor(chunk_tokens), 1)
+    whole, rest = np.divmod(tokens, k)
+    return whole * k * k + rest * rest
+
+
 def _steps_to_finish(prompt: TokenDist, own: float, budget: float, backlog: float) -> float:
     r"""``E[max(ceil(L / own), ceil((U + L) / budget))]``: the steps until a prompt's last
     chunk, at most ``own`` of its tokens a step and ``budget`` of the queue's, behind ``U``
@@ -647,8 +671,8 @@ def _chunked_solve(lam: float, prompt: TokenDist, output: TokenDist, profile: Pr
     instance's state at the fixed point (None where there is none)."""
     a_p, b_p, c_p = prefill_affine(profile)
     e_l, e_l2 = prompt.raw_moment(1), prompt.raw_moment(2)
-    eo, eo2 = output.raw_moment(1), output.raw_moment(2)
-    ctx = e_l + (eo2 - 3.0 * eo + 2.0) / (2.0 * (eo - 1.0)) if eo > 1 else e_l
+    eo = output.raw_moment(1)
+    ctx = decode_context(prompt, output)
     tokens = lam * (eo - 1.0)  # decode tokens per second
 
     def state(t: float) -> dict[str, float] | None:
@@ -698,8 +722,7 @@ def _chunked_solve(lam: float, prompt: TokenDist, output: TokenDist, profile: Pr
     # the backlog's tokens belong to prompts in proportion to L^2 (residual work), each
     # token of a prompt L costing c_p q(L) / L in squared chunks: E[L q(L)] / E[L^2]
     v, _, w = prefill_costs(1.0, 0.0, prompt)
-    whole, rest = np.divmod(v, max(math.floor(s["own"]), 1))
-    squares = whole * math.floor(s["own"]) ** 2 + rest * rest
+    squares = _chunk_squares(v, s["own"])
     ttft = current + steps * s["alpha"] + b_p * (backlog + e_l) \
         + c_p * (s["sq"] + backlog * float(w @ (v * squares)) / e_l2)
     return ttft, hi, dict(s, current_s=current, theta_s=theta)
@@ -832,8 +855,7 @@ def _decode_batches(profile: Profile, mean: float, prompt: TokenDist, output: To
     context), tabulated to where the law's tail is below ``1e-12``."""
     from .batched_disagg import DECODE_MAX_BATCH, batch_law, batch_variance, decode_step_table
 
-    e_l, eo, eo2 = prompt.raw_moment(1), output.raw_moment(1), output.raw_moment(2)
-    ctx = e_l + (eo2 - 3.0 * eo + 2.0) / (2.0 * (eo - 1.0)) if eo > 1 else e_l
+    ctx = decode_context(prompt, output)
     size = 64
     while True:
         table = decode_step_table(profile, ctx, size)
@@ -899,8 +921,7 @@ def chunked_law(arrival_rate: float, prompt: TokenDist, output: TokenDist, profi
     a_p, b_p, c_p = prefill_affine(profile)
     v, _, w = prefill_costs(1.0, 0.0, prompt)
     own = max(math.floor(s["own"]), 1)
-    whole, rest = np.divmod(v, own)
-    g = np.ceil(v / own) * s["alpha"] + b_p * v + c_p * (whole * own * own + rest * rest)
+    g = np.ceil(v / own) * s["alpha"] + b_p * v + c_p * _chunk_squares(v, own)
     if lam == 0.0:
         return ColocatedLaw(TTFTLaw(g, w, 0.0, 0.0), GapLaw(tpot, 1.0, 0.0, 0.0), ttft, tpot,
                             np.array([0.0, 1.0]), np.array([0.0, tpot]))
@@ -914,6 +935,22 @@ def chunked_law(arrival_rate: float, prompt: TokenDist, output: TokenDist, profi
     gap = GapLaw(s["tau_d"], 1.0 - share, share * extra, share * extra * extra)
     return ColocatedLaw(law, gap, ttft, tpot, *_decode_batches(profile, s["batch"], prompt,
                                                                 output))
+
+
+def colocated_law(arrival_rate: float, prompt: TokenDist, output: TokenDist, instance
+                  ) -> ColocatedLaw | None:
+    """The laws of one colocated :class:`spec.Instance` at ``arrival_rate`` by its policy
+    (:func:`chunked_law` or :func:`prefill_priority_law`); None where its form has no
+    fixed point or the instance reaches a cap (:func:`past_caps`)."""
+    prof = instance.step_profile
+    law = chunked_law(arrival_rate, prompt, output, prof, instance.max_num_batched_tokens,
+                      instance.long_prefill_token_threshold) \
+        if instance.policy == "chunked" else \
+        prefill_priority_law(arrival_rate, prompt, output, prof)
+    if law is None or past_caps(arrival_rate, law.mean_tpot_s, prompt, output,
+                                instance.kv_tokens, instance.max_num_seqs):
+        return None
+    return law
 
 
 def colocated_slo(law: ColocatedLaw, output: TokenDist, slo) -> dict[str, float]:
@@ -1016,7 +1053,9 @@ def batched_estimate(workload, cluster, slo=None) -> dict[str, float | bool | st
         def form(rate, chain: bool = True, **caps):
             return colocated_prefill_priority(rate, p, o, prof, chain=chain, **caps)
         caps_of, uncapped = {}, {}
-    ttft, tpot = form(lam, **limits)
+    # the values: the instance's laws, their means the form's (one solve of the fixed point)
+    law = colocated_law(lam, p, o, inst)
+    ttft, tpot = (law.mean_ttft_s, law.mean_tpot_s) if law else (math.inf, math.inf)
 
     def finite(rate: float, **bound) -> bool:  # prefill-priority: the moments' fixed point
         return math.isfinite(form(rate, chain=False, **bound)[0])
@@ -1032,12 +1071,7 @@ def batched_estimate(workload, cluster, slo=None) -> dict[str, float | bool | st
     lo = min(alone.values())
     caps = {b: v for b, v in alone.items() if v < alone["compute"] * (1.0 - CAP_MARGIN)}
     binding = min(caps, key=caps.__getitem__) if caps else "compute"
-    stable = math.isfinite(ttft)
-    law = None
-    if stable:
-        law = chunked_law(lam, p, o, prof, inst.max_num_batched_tokens,
-                          inst.long_prefill_token_threshold) if inst.policy == "chunked" \
-            else prefill_priority_law(lam, p, o, prof)
+    stable = law is not None
     pct = law.ttft.percentiles() if law else {
         f"p{round(q * 100)}_ttft_s": math.inf for q in TTFT_PERCENTILES}
     shares = {} if slo is None else colocated_slo(law, o, slo) if law else {

@@ -382,7 +382,7 @@ def slo_attainment(law: TTFTLaw, parts: _Parts, output: TokenDist, cluster, slo
     pmf, _ = batch_law(parts.pool.mean_batch, parts.pool.batch_variance, len(parts.table))
     shift = 0.0 if cluster.first_token == "decode" else \
         parts.transfer_s + parts.pool.boundary_wait_s
-    tpot = batch_tpot_share(slo.tpot_s, pmf, parts.table, shift, output)
+    tpot = batch_tpot_share(slo.tpot_s, pmf, parts.table, output, shift)
     return {"slo_attainment_ttft": ttft, "slo_attainment_tpot": tpot,
             "slo_attainment": ttft * tpot}
 
@@ -406,17 +406,40 @@ def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenD
     then ``inf`` and ``stable`` false; ``prefill token budget``: batches would be split,
     which the form does not model: latencies ``inf``, ``stable`` left to the other bounds).
     """
+    out, parts, law = _point(arrival_rate, prompt, output, cluster)
+    if law is None:  # past a bound: no attainment the form can speak for
+        pct = {f"p{round(q * 100)}_ttft_s": math.inf for q in TTFT_PERCENTILES}
+        shares = {k: math.nan for k in SLO_KEYS}
+    else:
+        pct = law.percentiles()
+        shares = slo_attainment(law, parts, output, cluster, slo) if slo else {}
+    # the percentiles beside the mean TTFT (the order a table shows)
+    return {"mean_ttft_s": out["mean_ttft_s"], **pct, **out, **(shares if slo else {})}
+
+
+def disaggregated_slo(arrival_rate: float, prompt: TokenDist, output: TokenDist, cluster,
+                      slo) -> dict[str, float] | None:
+    """:func:`slo_attainment` at total rate ``arrival_rate`` (what
+    :func:`disaggregated_batched` adds given ``slo``, without its percentiles); None past
+    a bound."""
+    _, parts, law = _point(arrival_rate, prompt, output, cluster)
+    return None if law is None else slo_attainment(law, parts, output, cluster, slo)
+
+
+def _point(arrival_rate: float, prompt: TokenDist, output: TokenDist, cluster
+           ) -> tuple[dict, _Parts, TTFTLaw | None]:
+    """:func:`disaggregated_batched`'s means and parts, and the TTFT law (None past a
+    bound, the latencies then ``inf``)."""
     parts = _parts(arrival_rate, prompt, output, cluster)
     pool, wait, transfer_s = parts.pool, parts.pool.boundary_wait_s, parts.transfer_s
     bound = _bound(parts, prompt, cluster)
-    pct = {f"p{round(q * 100)}_ttft_s": math.inf for q in TTFT_PERCENTILES}
-    out = {"mean_ttft_s": math.inf, **pct, "mean_tpot_s": math.inf, "mean_e2e_s": math.inf,
+    out = {"mean_ttft_s": math.inf, "mean_tpot_s": math.inf, "mean_e2e_s": math.inf,
            "mean_prefill_ttft_s": parts.prefill_s, "mean_transfer_s": transfer_s,
            "mean_boundary_wait_s": wait, "mean_decode_batch": pool.mean_batch,
            "kv_in_use_fraction": parts.kv_tokens / cluster.decode.kv_tokens,
            "stable": bound in (None, "prefill token budget"), "bound": bound}
-    if bound is not None:  # past a bound: no attainment the form can speak for
-        return dict(out, **({k: math.nan for k in SLO_KEYS} if slo else {}))
+    if bound is not None:
+        return out, parts, None
     steps_after_first = output.raw_moment(1) - 1.0
     if cluster.first_token == "decode":
         ttft = parts.prefill_s + transfer_s + wait + pool.tpot_s
@@ -429,10 +452,8 @@ def disaggregated_batched(arrival_rate: float, prompt: TokenDist, output: TokenD
         values, probs = output.pmf()
         p_more = float(probs[values >= 2].sum() / probs.sum())
         e2e = parts.prefill_s + p_more * (transfer_s + wait) + steps_after_first * pool.tpot_s
-    law = ttft_law(parts, ttft, prompt, cluster)
-    pct = law.percentiles()
-    shares = slo_attainment(law, parts, output, cluster, slo) if slo else {}
-    return dict(out, mean_ttft_s=ttft, **pct, mean_tpot_s=tpot, mean_e2e_s=e2e, **shares)
+    return (dict(out, mean_ttft_s=ttft, mean_tpot_s=tpot, mean_e2e_s=e2e), parts,
+            ttft_law(parts, ttft, prompt, cluster))
 
 
 def stability_limits(prompt: TokenDist, output: TokenDist, cluster) -> dict[str, float]:

@@ -4,7 +4,7 @@ predicted SLO attainment still meets the target (DistServe's definition, OSDI 20
 
 One definition for every batched cluster: :func:`slo_attainment_at` prices the shares at a
 rate (:func:`analytic.batched.colocated_slo` per colocated instance at ``rate / k``;
-:func:`analytic.batched_disagg.disaggregated_batched` for a disaggregated cluster), and
+:func:`analytic.batched_disagg.disaggregated_slo` for a disaggregated cluster), and
 :func:`goodput` bisects on it. Imports ``spec`` only, never ``simulation``.
 """
 
@@ -12,14 +12,7 @@ from __future__ import annotations
 
 import math
 
-from .batched import (
-    chunked_law,
-    colocated_slo,
-    kv_tokens_in_use,
-    largest_rate,
-    poisson_arrivals,
-    prefill_priority_law,
-)
+from .batched import colocated_law, colocated_slo, largest_rate, poisson_arrivals
 from .batched_slo import SLO_KEYS
 
 #: Bisection steps after the bracket is found: 2^-16 of the bracket (under 1e-4 of the
@@ -31,33 +24,19 @@ def slo_attainment_at(rate_per_s: float, workload, cluster, slo) -> dict[str, fl
     """The predicted shares of requests meeting ``slo`` (``slo_attainment_ttft``,
     ``slo_attainment_tpot``, ``slo_attainment``) at total arrival rate ``rate_per_s``;
     all 0 where the form calls the point unstable or past a cap it does not model (a
-    colocated instance's mean KV in use or mean batch at its cache or ``max_num_seqs``;
-    a disaggregated bound): no request can be promised there."""
+    colocated instance past a cap, :func:`analytic.batched.past_caps`; a disaggregated
+    bound): no request can be promised there."""
     from spec import BatchedColocated
 
     poisson_arrivals(workload)
     zero = dict.fromkeys(SLO_KEYS, 0.0)
     p, o = workload.prompt_tokens, workload.output_tokens
     if not isinstance(cluster, BatchedColocated):
-        from .batched_disagg import disaggregated_batched
+        from .batched_disagg import disaggregated_slo
 
-        est = disaggregated_batched(rate_per_s, p, o, cluster, slo)
-        if est["bound"] is not None:
-            return zero
-        return {k: est[k] for k in SLO_KEYS}
-    inst = cluster.instance
-    lam = rate_per_s / cluster.instances
-    prof = inst.step_profile
-    law = chunked_law(lam, p, o, prof, inst.max_num_batched_tokens,
-                      inst.long_prefill_token_threshold) if inst.policy == "chunked" \
-        else prefill_priority_law(lam, p, o, prof)
-    if law is None:
-        return zero
-    batch = lam * (o.raw_moment(1) - 1.0) * law.mean_tpot_s
-    if batch >= inst.max_num_seqs or \
-            kv_tokens_in_use(lam, law.mean_tpot_s, p, o) >= inst.kv_tokens:
-        return zero
-    return colocated_slo(law, o, slo)
+        return disaggregated_slo(rate_per_s, p, o, cluster, slo) or zero
+    law = colocated_law(rate_per_s / cluster.instances, p, o, cluster.instance)
+    return zero if law is None else colocated_slo(law, o, slo)
 
 
 def goodput(workload, cluster, slo) -> dict[str, float | str]:

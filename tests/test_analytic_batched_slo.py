@@ -169,3 +169,19 @@ def test_chain_gap_moments_match_walks_of_the_chain():
     assert total.mean() == pytest.approx(m1, abs=4 * total.std() / math.sqrt(n))
     sq = total ** 2
     assert sq.mean() == pytest.approx(m2, abs=4 * sq.std() / math.sqrt(n))
+
+
+def test_batch_tpot_share_counts_one_token_requests_as_met():
+    """A request of one token has no TPOT, so it meets any bound (as the simulation
+    counts it): with every decode step past the bound, the share is exactly P(O = 1)."""
+    from analytic.batched_slo import batch_tpot_share
+
+    pmf, steps = np.array([0.0, 0.5, 0.5]), np.array([0.0, 0.2, 0.3])
+    assert batch_tpot_share(0.1, pmf, steps, TokenDist.fixed(1)) == 1.0
+    mixed = TokenDist("log", mean=0.5, sigma=1.0, min_value=1)
+    values, probs = mixed.pmf()
+    one = float(probs[values == 1].sum() / probs.sum())
+    assert 0.1 < one < 0.9
+    assert batch_tpot_share(0.1, pmf, steps, mixed) == pytest.approx(one, abs=1e-12)
+    # within the bound at batch 1 only: seen size-biased, 1 x 0.5 of 1 x 0.5 + 2 x 0.5
+    assert batch_tpot_share(0.25, pmf, steps, TokenDist.fixed(5)) == pytest.approx(1 / 3)
