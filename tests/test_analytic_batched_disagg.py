@@ -22,8 +22,6 @@ from analytic.batched_disagg import (
     stability_limits,
 )
 from simulation import simulate
-from simulation.batched_fast import simulate_batched_fast
-from simulation.requests import generate_requests
 from spec import (
     SLO,
     ArrivalProcess,
@@ -35,6 +33,7 @@ from spec import (
     config_from_mapping,
     load_profile,
 )
+from tests.batched_runs import measured_runs
 
 OPT = "distserve/opt-13b_tp1"
 PROFILE = load_profile(OPT)
@@ -186,19 +185,14 @@ def test_fixed_prompts_give_the_exact_chain():
 
 # ------------------------------------------------------------------ the simulation
 def simulated(cl, lam, prompt=PROMPT, output=OUTPUT, reps=4, requests=20_000):
-    wl = Workload(lam, prompt, output, ArrivalProcess())
-    seconds = requests / lam
     rows = []
-    for ss in np.random.SeedSequence(5).spawn(reps):
-        t, _ = simulate_batched_fast(generate_requests(wl, seconds, ss), cl,
-                                     (seconds / 10, seconds))
-        m = t.measured
-        tpot = t.tpot_s[m]
-        rows.append((t.ttft_s[m].mean(), np.nanmean(tpot), t.e2e_s[m].mean(),
-                     *np.quantile(t.ttft_s[m], (0.5, 0.9, 0.99)),
-                     np.mean(t.ttft_s[m] <= SLO().ttft_s),
+    for ttft, tpot, e2e in measured_runs(cl, lam, prompt, output, seed=5, reps=reps,
+                                         requests=requests):
+        rows.append((ttft.mean(), np.nanmean(tpot), e2e.mean(),
+                     *np.quantile(ttft, (0.5, 0.9, 0.99)),
+                     np.mean(ttft <= SLO().ttft_s),
                      np.mean(~(tpot > SLO().tpot_s)),  # one-token requests meet it
-                     np.mean((t.ttft_s[m] <= SLO().ttft_s) & ~(tpot > SLO().tpot_s))))
+                     np.mean((ttft <= SLO().ttft_s) & ~(tpot > SLO().tpot_s))))
     rows = np.array(rows)
     return rows.mean(axis=0), 5.84 * rows.std(axis=0, ddof=1) / math.sqrt(reps)  # t(3) 99 %
 

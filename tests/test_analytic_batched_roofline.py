@@ -16,17 +16,14 @@ from analytic.batched import (
     prefill_affine,
 )
 from analytic.batched_disagg import disaggregated_batched, stability_limits
-from simulation.batched_fast import simulate_batched_fast
-from simulation.requests import generate_requests
 from spec import (
-    ArrivalProcess,
     BatchedColocated,
     BatchedDisaggregated,
     Instance,
     TokenDist,
-    Workload,
     load_profile,
 )
+from tests.batched_runs import measured_runs
 
 NAME = "roofline/llama-3.1-8b_a100-80gb_tp1"
 PROFILE = load_profile(NAME)
@@ -106,13 +103,8 @@ def _limit(form: str) -> float:
 
 
 def simulated(cluster, lam: float, reps: int = 4, requests: int = 12_000):
-    wl = Workload(lam, PROMPT, OUTPUT, ArrivalProcess())
-    seconds = requests / lam
-    rows = []
-    for ss in np.random.SeedSequence(5).spawn(reps):
-        t, _ = simulate_batched_fast(generate_requests(wl, seconds, ss), cluster,
-                                     (seconds / 10, seconds))
-        rows.append((t.ttft_s[t.measured].mean(), np.nanmean(t.tpot_s[t.measured])))
+    rows = [(ttft.mean(), np.nanmean(tpot)) for ttft, tpot, _ in measured_runs(
+        cluster, lam, PROMPT, OUTPUT, seed=5, reps=reps, requests=requests)]
     rows = np.array(rows)
     return rows.mean(axis=0), rows.std(axis=0, ddof=1) / math.sqrt(reps)
 

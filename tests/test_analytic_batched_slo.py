@@ -21,9 +21,8 @@ from analytic.batched import (
     prefill_priority_law,
 )
 from analytic.batched_slo import GapLaw, tpot_share
-from simulation.batched_fast import simulate_batched_fast
-from simulation.requests import generate_requests
-from spec import SLO, ArrivalProcess, BatchedColocated, Instance, TokenDist, Workload, load_profile
+from spec import SLO, BatchedColocated, Instance, TokenDist, load_profile
+from tests.batched_runs import measured_runs
 
 PROFILE = "distserve/opt-13b_tp1"
 OUTPUT = TokenDist.lognormal(5.0, 0.8, 2)
@@ -90,14 +89,9 @@ def test_laws_carry_the_forms_means(policy):
 
 
 def _simulated(cluster, rate, prompt, slo, reps=4, requests=20_000):
-    wl = Workload(rate, prompt, OUTPUT, ArrivalProcess())
-    span = requests / rate
     rows = []
-    for ss in np.random.SeedSequence(11).spawn(reps):
-        t, _ = simulate_batched_fast(generate_requests(wl, span, ss), cluster,
-                                     (span / 10, span))
-        m = t.measured
-        ttft, tpot = t.ttft_s[m], t.tpot_s[m]
+    for ttft, tpot, _ in measured_runs(cluster, rate, prompt, OUTPUT, seed=11, reps=reps,
+                                       requests=requests):
         ok_t, ok_p = ttft <= slo.ttft_s, ~(tpot > slo.tpot_s)
         rows.append((*np.quantile(ttft, (0.5, 0.9, 0.99)), ok_t.mean(), ok_p.mean(),
                      (ok_t & ok_p).mean(), ttft.std()))

@@ -8,8 +8,6 @@ import pytest
 from scipy import stats
 
 from analytic.goodput import goodput, slo_attainment_at
-from simulation.batched_fast import simulate_batched_fast
-from simulation.requests import generate_requests
 from spec import (
     SLO,
     ArrivalProcess,
@@ -19,6 +17,7 @@ from spec import (
     TokenDist,
     Workload,
 )
+from tests.batched_runs import measured_runs
 
 PROFILE = "distserve/opt-13b_tp1"
 PROMPT = TokenDist("log", mean=6.0, sigma=0.7, min_value=1)
@@ -39,14 +38,8 @@ def _clusters():
 
 
 def _simulated_attainment(cluster, rate, slo, reps=4, requests=20_000):
-    wl = Workload(rate, PROMPT, OUTPUT, ArrivalProcess())
-    span = requests / rate
-    met = []
-    for ss in np.random.SeedSequence(2).spawn(reps):
-        t, _ = simulate_batched_fast(generate_requests(wl, span, ss), cluster,
-                                     (span / 10, span))
-        m = t.measured
-        met.append(np.mean((t.ttft_s[m] <= slo.ttft_s) & ~(t.tpot_s[m] > slo.tpot_s)))
+    met = [np.mean((ttft <= slo.ttft_s) & ~(tpot > slo.tpot_s)) for ttft, tpot, _ in
+           measured_runs(cluster, rate, PROMPT, OUTPUT, seed=2, reps=reps, requests=requests)]
     return float(np.mean(met)), float(stats.t.ppf(0.995, reps - 1) * np.std(met, ddof=1)
                                       / math.sqrt(reps))
 
